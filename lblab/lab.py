@@ -1,0 +1,308 @@
+"""The lab: build -> start -> wait ready -> yield -> tear down in reverse order.
+
+    with Lab("smoke", topo, controller=ControllerSpec(...)) as lab:
+        lab.spawn("b1", [...], name="backend-b1")
+        ...
+
+Everything the lab creates is written to its state file (lblab.owned) before or right after it
+is created, so a lab killed at any point can be removed by `lblab clean`. SIGINT and SIGTERM
+become `LabInterrupted`, which unwinds the `with` block normally; teardown itself runs with
+those signals blocked so a second Ctrl-C cannot cut it short.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from lblab import owned as owned_mod
+from lblab.capabilities import Capabilities, detect, require
+from lblab.errors import LabError, LabInterrupted, UsageError
+from lblab.proc import ProcRecord, stop_all
+from lblab.ready import free_loopback_port, listening_ports, tcp_answers, wait_until
+
+OFFLOADS = ["tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off"]
+LAB_LABEL = "lblab-lab"
+
+
+@dataclass(frozen=True)
+class ControllerSpec:
+    """Which os-ken app to run and the JSON config handed to it."""
+
+    app: str = "controllers.fabric_app"
+    config: dict[str, Any] = field(default_factory=dict)
+    ready_timeout: float = 20.0
+
+
+@contextlib.contextmanager
+def signals_unwind() -> Iterator[None]:
+    """Turn SIGTERM (and SIGINT) into LabInterrupted for the duration of the block."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise LabInterrupted(f"interrupted by {signal.Signals(signum).name}; lab torn down")
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def signals_blocked() -> Iterator[None]:
+    mask = {signal.SIGTERM, signal.SIGINT}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, mask)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class Lab:
+    """A named Mininet lab whose every resource is recorded and removed on exit."""
+
+    def __init__(self, name: str, topo: Any, *, controller: ControllerSpec | None = None,
+                 caps: Capabilities | None = None, log_dir: Path | None = None,
+                 link_class: Any = None) -> None:
+        if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 40:
+            raise UsageError(f"lab name {name!r}: use letters, digits, - and _ (40 at most)")
+        self.name = name
+        self.topo = topo
+        self.controller_spec = controller
+        self.caps = caps or detect()
+        self.log_dir = log_dir
+        self.link_class = link_class
+        self.net: Any = None
+        self.owned: owned_mod.Owned | None = None
+        self.controller_port: int | None = None
+        self.controller_api: int | None = None
+        self._stack = contextlib.ExitStack()
+        self._logs: list[IO] = []
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def __enter__(self) -> Lab:
+        require(self.caps, ("root", "ovs_running"), f"lab {self.name}")
+        self._preflight()
+        self.owned = owned_mod.claim(self.name)
+        self._stack.enter_context(signals_unwind())
+        self._stack.callback(self._release)
+        try:
+            if self.controller_spec is not None:
+                self._start_controller(self.controller_spec)
+            self._build_network()
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        with signals_blocked():
+            self._stack.close()
+
+    def _preflight(self) -> None:
+        present = owned_mod.ovs_bridges()
+        clash = sorted(set(self.topo.switches()) & present)
+        if clash:
+            labelled = subprocess.run(
+                ["ovs-vsctl", "--timeout=5", "get", "bridge", clash[0],
+                 f"external_ids:{LAB_LABEL}"], capture_output=True, text=True, check=False)
+            who = (f"lab {labelled.stdout.strip()}" if labelled.returncode == 0
+                   else "something other than lblab")
+            raise UsageError(f"bridge {clash[0]} already exists (made by {who}); "
+                             "run `lblab clean` or remove it before starting this lab")
+
+    def _release(self) -> None:
+        """Last step of teardown: check nothing recorded is left, then drop the state file."""
+        assert self.owned is not None
+        for log in self._logs:
+            log.close()
+        left = owned_mod.leftovers(self.owned)
+        problems = owned_mod.remove(self.owned)
+        if left or problems:
+            raise LabError(f"lab {self.name} left {', '.join(left + problems)}; "
+                           f"run `lblab clean {self.name}`")
+
+    # -- controller --------------------------------------------------------------------
+    def _start_controller(self, spec: ControllerSpec) -> None:
+        assert self.owned is not None
+        self.controller_port = free_loopback_port()
+        self.controller_api = free_loopback_port()
+        cfg_path = self.owned.run_dir / "controller.json"
+        errors = self.file("controller-errors.log")
+        cfg = {**spec.config, "api_port": self.controller_api, "error_log": str(errors)}
+        cfg_path.write_text(json.dumps(cfg))
+        errors.write_text("")
+        manager = Path(sys.executable).with_name("osken-manager")
+        argv = [str(manager), "--ofp-listen-host", "127.0.0.1",
+                "--ofp-tcp-listen-port", str(self.controller_port), spec.app]
+        env = {**os.environ, "LBLAB_CONTROLLER_CONFIG": str(cfg_path),
+               "LBLAB_LAB": self.name}
+        log = self._open_log("controller.log")
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True, cwd=str(Path(__file__).parent.parent))
+        self._track(proc.pid, "controller")
+        wait_until(lambda: proc.poll() is None and tcp_answers("127.0.0.1", self.controller_port)
+                   and tcp_answers("127.0.0.1", self.controller_api),
+                   timeout=spec.ready_timeout,
+                   what=f"the controller to listen on 127.0.0.1:{self.controller_port} "
+                        f"(log: {log.name})")
+
+    @property
+    def controller_errors(self) -> str:
+        """The controller's exception log: integration tests require it to be empty."""
+        path = self.file("controller-errors.log")
+        return path.read_text() if path.exists() else ""
+
+    # -- network -----------------------------------------------------------------------
+    def _build_network(self) -> None:
+        from mininet.link import Link, TCLink
+        from mininet.log import setLogLevel
+        from mininet.net import Mininet
+        from mininet.node import OVSSwitch, RemoteController
+
+        assert self.owned is not None
+        setLogLevel("warning")
+        datapath = "kernel" if self.caps.datapath == "kernel" else "user"
+        fail_mode = "secure" if self.controller_spec else "standalone"
+
+        class LabSwitch(OVSSwitch):
+            def __init__(self, name: str, **params: Any) -> None:
+                params.setdefault("datapath", datapath)
+                params.setdefault("failMode", fail_mode)
+                params.setdefault("protocols", "OpenFlow13,OpenFlow15")
+                super().__init__(name, **params)
+
+        link = self.link_class or (TCLink if _topo_shapes(self.topo) else Link)
+        self.owned.add_bridges(list(self.topo.switches()))
+        self.net = Mininet(topo=self.topo, switch=LabSwitch, controller=None, link=link,
+                           build=False, autoSetMacs=False, waitConnected=False)
+        if self.controller_spec is not None:
+            self.net.addController(RemoteController("c0", ip="127.0.0.1",
+                                                    port=self.controller_port))
+        self._stack.callback(self._stop_network)
+        self.net.build()
+        for host in self.net.hosts:
+            self.owned.add_process(ProcRecord.of(host.pid, f"mininet:{host.name}"))
+        self.owned.add_links([i.name for sw in self.net.switches for i in sw.intfList()
+                              if i.name != "lo"])
+        self.net.start()
+        for sw in self.net.switches:
+            subprocess.run(["ovs-vsctl", "--timeout=10", "set", "bridge", sw.name,
+                            f"external_ids:{LAB_LABEL}={self.name}"], check=True,
+                           capture_output=True)
+        if datapath == "user":
+            for host in self.net.hosts:
+                for intf in host.intfList():
+                    if intf.name != "lo":
+                        self.run(host.name, ["ethtool", "-K", intf.name, *OFFLOADS])
+        if self.controller_spec is not None:
+            wait_until(lambda: all(sw.connected() for sw in self.net.switches),
+                       timeout=self.controller_spec.ready_timeout,
+                       what="every switch to connect to the controller")
+
+    def _stop_network(self) -> None:
+        if self.net is not None:
+            self.net.stop()
+
+    # -- what experiments use ----------------------------------------------------------
+    def host(self, name: str) -> Any:
+        try:
+            return self.net[name]
+        except KeyError:
+            raise UsageError(f"lab {self.name} has no node {name!r}") from None
+
+    def file(self, name: str) -> Path:
+        """A path in the lab's own folder (removed with the lab)."""
+        assert self.owned is not None
+        return self.owned.run_dir / name
+
+    def _open_log(self, name: str) -> IO:
+        folder = self.log_dir or (self.owned.run_dir if self.owned else Path("."))
+        folder.mkdir(parents=True, exist_ok=True)
+        log = open(folder / name, "ab")
+        self._logs.append(log)
+        return log
+
+    def _track(self, pid: int, name: str) -> ProcRecord:
+        assert self.owned is not None
+        record = ProcRecord.of(pid, name)
+        self.owned.add_process(record)
+        self._stack.callback(lambda: stop_all([record]))
+        return record
+
+    def run(self, node: str, argv: list[str], *, check: bool = True,
+            timeout: float = 30.0, stdin: str | None = None) -> str:
+        """Run a short command inside a node's namespace and return its stdout."""
+        proc = self.host(node).popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = proc.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise LabError(f"{node}: {' '.join(argv)} did not finish in {timeout:g} s") from None
+        if check and proc.returncode != 0:
+            raise LabError(f"{node}: {' '.join(argv)} failed ({proc.returncode}): "
+                           f"{err.strip() or out.strip()}")
+        return out
+
+    def spawn(self, node: str, argv: list[str], *, name: str,
+              env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start a long-running process in a node's namespace, in its own process group.
+
+        It is recorded in the state file and stopped (by group) when the lab tears down.
+        Its output goes to `<name>.log` in the lab's log folder.
+        """
+        log = self._open_log(f"{name}.log")
+        full_env = {**os.environ, "LBLAB_LAB": self.name, **(env or {})}
+        proc = self.host(node).popen(argv, stdout=log, stderr=subprocess.STDOUT, env=full_env)
+        self._track(proc.pid, name)
+        return proc
+
+    def on_teardown(self, fn: Callable[[], Any]) -> None:
+        """Register an undo step; steps run in reverse order of registration."""
+        self._stack.callback(fn)
+
+    def wait_listening(self, node: str, port: int, *, timeout: float = 15.0,
+                       proc: subprocess.Popen | None = None) -> None:
+        pid = self.host(node).pid
+
+        def ready() -> bool:
+            if proc is not None and proc.poll() is not None:
+                raise LabError(f"{node}: process exited ({proc.returncode}) before "
+                               f"listening on port {port}")
+            return port in listening_ports(pid)
+
+        wait_until(ready, timeout=timeout, what=f"{node} to listen on TCP port {port}")
+
+    def set_global_sysctl(self, path: str, value: str) -> str:
+        """Change a machine-wide sysctl; the old value is saved and restored at teardown."""
+        assert self.owned is not None
+        target = Path(path)
+        old = target.read_text().strip()
+        self.owned.add_sysctl(path, old)
+
+        def restore() -> None:
+            target.write_text(old)
+            self.owned.forget_sysctl(path)
+
+        self._stack.callback(restore)
+        target.write_text(value)
+        return old
+
+    @property
+    def sysctls_changed(self) -> dict[str, str]:
+        return dict(self.owned.sysctls) if self.owned else {}
+
+
+def _topo_shapes(topo: Any) -> bool:
+    return any(topo.linkInfo(a, b).get("bw") for a, b in topo.links())

@@ -1,0 +1,183 @@
+"""What a lab created, in a state file, and how to remove exactly that.
+
+The state file (`$LBLAB_HOME/labs/NAME.json`) is written before each thing is created and
+rewritten atomically after every change, so a lab that was SIGKILLed can still be cleaned by
+`lblab clean`: it kills the recorded processes (checked by start time), deletes the recorded
+OVS bridges and links, restores the recorded global sysctls and removes the lab's folder.
+Nothing is removed by name pattern: only what the file lists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lblab.errors import UsageError
+from lblab.proc import ProcRecord, stop_all
+
+
+def lblab_home() -> Path:
+    return Path(os.environ.get("LBLAB_HOME", "/var/lib/lblab"))
+
+
+def labs_dir() -> Path:
+    return lblab_home() / "labs"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@dataclass
+class Owned:
+    """The lab's record of everything it created."""
+
+    lab: str
+    owner_pid: int
+    owner_start: int | None
+    bridges: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    processes: list[ProcRecord] = field(default_factory=list)
+    sysctls: dict[str, str] = field(default_factory=dict)
+    """Global sysctl path -> the value to restore."""
+
+    @property
+    def path(self) -> Path:
+        return labs_dir() / f"{self.lab}.json"
+
+    @property
+    def run_dir(self) -> Path:
+        """The lab's own folder: configs, sockets, logs. Removed with the lab."""
+        return labs_dir() / self.lab
+
+    # -- persistence -------------------------------------------------------------------
+    def save(self) -> None:
+        data = {
+            "lab": self.lab, "owner_pid": self.owner_pid, "owner_start": self.owner_start,
+            "bridges": self.bridges, "links": self.links,
+            "processes": [p.to_json() for p in self.processes], "sysctls": self.sysctls,
+        }
+        _atomic_write(self.path, json.dumps(data, indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> Owned:
+        data = json.loads(path.read_text())
+        return cls(
+            lab=data["lab"], owner_pid=data["owner_pid"], owner_start=data.get("owner_start"),
+            bridges=data["bridges"], links=data["links"],
+            processes=[ProcRecord(**p) for p in data["processes"]], sysctls=data["sysctls"],
+        )
+
+    def owner_alive(self) -> bool:
+        from lblab.proc import start_time
+
+        return self.owner_start is not None and start_time(self.owner_pid) == self.owner_start
+
+    # -- recording ---------------------------------------------------------------------
+    def add_bridges(self, names: list[str]) -> None:
+        self.bridges.extend(n for n in names if n not in self.bridges)
+        self.save()
+
+    def add_links(self, names: list[str]) -> None:
+        self.links.extend(n for n in names if n not in self.links)
+        self.save()
+
+    def add_process(self, record: ProcRecord) -> None:
+        self.processes.append(record)
+        self.save()
+
+    def add_sysctl(self, path: str, old: str) -> None:
+        self.sysctls.setdefault(path, old)
+        self.save()
+
+    def forget_sysctl(self, path: str) -> None:
+        self.sysctls.pop(path, None)
+        self.save()
+
+
+def claim(lab: str) -> Owned:
+    """Create the state file of a new lab, refusing a second lab of the same name."""
+    from lblab.proc import start_time
+
+    labs_dir().mkdir(parents=True, exist_ok=True)
+    owned = Owned(lab=lab, owner_pid=os.getpid(), owner_start=start_time(os.getpid()))
+    try:
+        fd = os.open(owned.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        other = Owned.load(owned.path)
+        if other.owner_alive():
+            raise UsageError(f"lab {lab!r} is already running (pid {other.owner_pid}); "
+                             "stop it first or pick another --lab name") from None
+        raise UsageError(f"lab {lab!r} crashed and left resources behind; "
+                         f"run `lblab clean {lab}` first") from None
+    os.close(fd)
+    owned.save()
+    owned.run_dir.mkdir(mode=0o700, exist_ok=True)
+    return owned
+
+
+def existing_labs() -> list[Owned]:
+    if not labs_dir().is_dir():
+        return []
+    return [Owned.load(p) for p in sorted(labs_dir().glob("*.json"))]
+
+
+def ovs_bridges() -> set[str]:
+    out = subprocess.run(["ovs-vsctl", "--timeout=5", "list-br"], capture_output=True,
+                         text=True, check=False)
+    return set(out.stdout.split()) if out.returncode == 0 else set()
+
+
+def remove(owned: Owned) -> list[str]:
+    """Remove everything `owned` lists. Returns the problems (empty when all went)."""
+    from pyroute2 import IPRoute
+
+    problems: list[str] = []
+    survivors = stop_all(list(reversed(owned.processes)))
+    problems += [f"process {p.pid} ({p.name}) survived SIGKILL" for p in survivors]
+
+    for path, old in owned.sysctls.items():
+        try:
+            Path(path).write_text(old)
+        except OSError as exc:
+            problems.append(f"could not restore {path} to {old}: {exc}")
+
+    present = ovs_bridges()
+    for br in owned.bridges:
+        if br in present:
+            res = subprocess.run(["ovs-vsctl", "--timeout=10", "--if-exists", "del-br", br],
+                                 capture_output=True, text=True, check=False)
+            if res.returncode != 0:
+                problems.append(f"ovs-vsctl del-br {br}: {res.stderr.strip()}")
+
+    with IPRoute() as ipr:
+        for name in owned.links:
+            idx = ipr.link_lookup(ifname=name)
+            if idx:
+                try:
+                    ipr.link("del", index=idx[0])
+                except Exception as exc:  # noqa: BLE001 - report, keep cleaning
+                    if ipr.link_lookup(ifname=name):
+                        problems.append(f"link {name}: {exc}")
+
+    shutil.rmtree(owned.run_dir, ignore_errors=True)
+    if not problems:
+        owned.path.unlink(missing_ok=True)
+    return problems
+
+
+def leftovers(owned: Owned) -> list[str]:
+    """What of `owned` is still on the machine (for tests and for `lblab clean --check`)."""
+    from pyroute2 import IPRoute
+
+    found = [f"process {p.pid} ({p.name})" for p in owned.processes if p.alive()]
+    found += [f"bridge {b}" for b in owned.bridges if b in ovs_bridges()]
+    with IPRoute() as ipr:
+        found += [f"link {n}" for n in owned.links if ipr.link_lookup(ifname=n)]
+    return found
