@@ -1,0 +1,194 @@
+"""The open-loop load generator.
+
+    python -m lblab.workloads.client CONFIG.json
+
+Requests leave on a schedule (constant or Poisson arrivals) whether or not earlier ones have
+answered, so a stalled server shows up as latency and timeouts instead of a politely slower
+client (coordinated omission). Latency is measured from each request's *intended* send time.
+Every attempt is one row of the records CSV; the summary JSON holds an HDR histogram of the
+requests' latencies (hdrhistogram package) and the counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import aiohttp
+from hdrh.histogram import HdrHistogram
+
+from lblab.workloads.retry import Policy, make_policy
+
+RECORD_FIELDS = ["id", "attempt", "intended_s", "sent_s", "done_s", "latency_ms", "status",
+                 "outcome", "backend", "target"]
+HIST_MAX_US = 120_000_000
+
+
+@dataclass
+class ClientConfig:
+    targets: list[str]
+    """URLs; requests go round-robin over them (e.g. several LB addresses)."""
+    rate: float = 100.0
+    duration_s: float = 10.0
+    arrival: str = "poisson"
+    timeout_s: float = 2.0
+    keepalive: bool = True
+    max_in_flight: int = 2000
+    """Past this many unanswered requests new ones are recorded as `shed` and not sent."""
+    retry: dict = field(default_factory=lambda: {"kind": "none"})
+    seed: int = 0
+    records: str = "records.csv"
+    summary: str = "summary.json"
+    local_addrs: list[str] = field(default_factory=list)
+    """Source addresses to spread requests over (users behind NAT, say); empty: the default."""
+
+
+def schedule(cfg: ClientConfig) -> list[float]:
+    """Intended send offsets (s) for the whole run: reproducible from the seed."""
+    rng = random.Random(cfg.seed)
+    times, t = [], 0.0
+    while True:
+        t += rng.expovariate(cfg.rate) if cfg.arrival == "poisson" else 1.0 / cfg.rate
+        if t >= cfg.duration_s:
+            return times
+        times.append(t)
+
+
+def classify(status: int | None, error: BaseException | None) -> str:
+    if error is not None:
+        if isinstance(error, asyncio.TimeoutError):
+            return "timeout"
+        if isinstance(error, aiohttp.ClientConnectorError):
+            return "connect"
+        return "reset"
+    assert status is not None
+    return "ok" if status < 500 else "5xx"
+
+
+class Client:
+    def __init__(self, cfg: ClientConfig) -> None:
+        self.cfg = cfg
+        self.policy: Policy = make_policy(cfg.retry, cfg.seed)
+        self.rows: list[dict] = []
+        self.hist = HdrHistogram(1, HIST_MAX_US, 3)
+        self.counts: dict[str, int] = {}
+        self.in_flight = 0
+        self.t0 = 0.0
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    async def run(self) -> None:
+        connectors = [self._connector(addr) for addr in (self.cfg.local_addrs or [None])]
+        sessions = [aiohttp.ClientSession(connector=c, auto_decompress=False)
+                    for c in connectors]
+        try:
+            offsets = schedule(self.cfg)
+            self.t0 = time.monotonic()
+            tasks = []
+            for i, offset in enumerate(offsets):
+                delay = offset - self.now()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                session = sessions[i % len(sessions)]
+                target = self.cfg.targets[i % len(self.cfg.targets)]
+                tasks.append(asyncio.create_task(self.request(session, i, offset, target)))
+            if tasks:
+                await asyncio.gather(*tasks)
+        finally:
+            for s in sessions:
+                await s.close()
+
+    def _connector(self, local: str | None) -> aiohttp.TCPConnector:
+        return aiohttp.TCPConnector(limit=0, force_close=not self.cfg.keepalive,
+                                    local_addr=(local, 0) if local else None)
+
+    async def request(self, session: aiohttp.ClientSession, rid: int, intended: float,
+                      target: str) -> None:
+        outcome, attempt = "shed", 0
+        if self.in_flight >= self.cfg.max_in_flight or not self.policy.allow(self.now()):
+            outcome = "shed" if self.in_flight >= self.cfg.max_in_flight else "breaker_open"
+            self._record(rid, 0, intended, None, None, None, outcome, "", target)
+        else:
+            self.in_flight += 1
+            try:
+                while True:
+                    outcome = await self._attempt(session, rid, attempt, intended, target)
+                    delay = self.policy.next_delay(attempt, outcome, self.now())
+                    if outcome == "ok" or delay is None:
+                        break
+                    if delay:
+                        await asyncio.sleep(delay)
+                    attempt += 1
+                    if not self.policy.allow(self.now()):
+                        outcome = "breaker_open"
+                        break
+            finally:
+                self.in_flight -= 1
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        if outcome == "ok":
+            self.hist.record_value(max(1, int((self.now() - intended) * 1e6)))
+
+    async def _attempt(self, session: aiohttp.ClientSession, rid: int, attempt: int,
+                       intended: float, target: str) -> str:
+        sent = self.now()
+        self.policy.on_attempt(attempt, sent)
+        status, backend, error = None, "", None
+        try:
+            timeout = aiohttp.ClientTimeout(total=self.cfg.timeout_s)
+            async with session.get(target, timeout=timeout) as resp:
+                await resp.read()
+                status, backend = resp.status, resp.headers.get("X-Backend", "")
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            error = exc
+        outcome = classify(status, error)
+        self.policy.on_outcome(outcome == "ok", self.now())
+        self._record(rid, attempt, intended, sent, self.now(), status, outcome, backend, target)
+        return outcome
+
+    def _record(self, rid: int, attempt: int, intended: float, sent: float | None,
+                done: float | None, status: int | None, outcome: str, backend: str,
+                target: str) -> None:
+        self.rows.append({
+            "id": rid, "attempt": attempt, "intended_s": round(intended, 6),
+            "sent_s": "" if sent is None else round(sent, 6),
+            "done_s": "" if done is None else round(done, 6),
+            "latency_ms": "" if done is None else round((done - intended) * 1000, 3),
+            "status": status or "", "outcome": outcome, "backend": backend, "target": target,
+        })
+
+    def write(self) -> None:
+        with open(self.cfg.records, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=RECORD_FIELDS)
+            writer.writeheader()
+            writer.writerows(sorted(self.rows, key=lambda r: (r["id"], r["attempt"])))
+        summary = {
+            "config": asdict(self.cfg), "counts": self.counts,
+            "requests": sum(self.counts.values()), "attempts": len(self.rows),
+            "latency_ms": {f"p{q:g}": self.hist.get_value_at_percentile(q) / 1000
+                           for q in (50, 90, 99, 99.9)} if self.hist.total_count else {},
+            "hdr": self.hist.encode().decode() if self.hist.total_count else "",
+        }
+        tmp = Path(self.cfg.summary).with_suffix(".tmp")
+        tmp.write_text(json.dumps(summary, indent=1))
+        tmp.replace(self.cfg.summary)
+
+
+def main(argv: list[str]) -> None:
+    with open(argv[1]) as f:
+        cfg = ClientConfig(**json.load(f))
+    client = Client(cfg)
+    try:
+        asyncio.run(client.run())
+    finally:
+        client.write()
+
+
+if __name__ == "__main__":
+    main(sys.argv)

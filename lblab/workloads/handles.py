@@ -1,0 +1,99 @@
+"""Starting workloads in a lab and talking to them.
+
+Backends run as `python -m lblab.workloads.backend` in their node; their control endpoint is
+a unix socket in the lab's folder, reached here with a few lines of HTTP over AF_UNIX.
+Clients run to completion in their node and leave a records CSV and a summary JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import http.client
+import json
+import socket
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from lblab.errors import LabError
+from lblab.ready import wait_until
+from lblab.workloads.backend import BackendConfig
+from lblab.workloads.client import ClientConfig
+
+
+class _UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 5.0) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+class BackendHandle:
+    def __init__(self, lab: Any, node: str, cfg: BackendConfig) -> None:
+        self.lab, self.node, self.cfg = lab, node, cfg
+
+    def _call(self, method: str, path: str, body: dict | None = None) -> dict:
+        conn = _UnixHTTP(self.cfg.control_socket)
+        try:
+            conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                         headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            data = json.loads(resp.read() or b"{}")
+        finally:
+            conn.close()
+        if resp.status != 200:
+            raise LabError(f"backend {self.node}: {method} {path}: {data.get('error', data)}")
+        return data
+
+    def stats(self) -> dict:
+        return self._call("GET", "/stats")
+
+    def set_faults(self, **changes: Any) -> dict:
+        return self._call("POST", "/faults", changes)
+
+
+def start_backend(lab: Any, node: str, ip: str, **settings: Any) -> BackendHandle:
+    """Start a backend in `node`, listening on `ip`, and wait until it answers."""
+    sock = lab.file(f"{node}-backend.sock")
+    cfg = BackendConfig(name=node, ip=ip, control_socket=str(sock), **settings)
+    cfg_path = lab.file(f"{node}-backend.json")
+    cfg_path.write_text(json.dumps(asdict(cfg)))
+    proc = lab.spawn(node, [sys.executable, "-m", "lblab.workloads.backend", str(cfg_path)],
+                     name=f"backend-{node}")
+    lab.wait_listening(node, cfg.port, proc=proc)
+    wait_until(sock.exists, timeout=10, what=f"{sock} to appear")
+    return BackendHandle(lab, node, cfg)
+
+
+def run_client(lab: Any, node: str, cfg: ClientConfig, out_dir: Path,
+               tag: str) -> tuple[list[dict], dict]:
+    """Run an open-loop client in `node` to completion; return (records, summary).
+
+    The run is bounded: it is killed if it outlives its schedule plus the longest retry chain.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg.records = str(out_dir / f"{tag}-records.csv")
+    cfg.summary = str(out_dir / f"{tag}-summary.json")
+    cfg_path = lab.file(f"client-{tag}.json")
+    cfg_path.write_text(json.dumps(asdict(cfg)))
+    proc = lab.spawn(node, [sys.executable, "-m", "lblab.workloads.client", str(cfg_path)],
+                     name=f"client-{tag}")
+    retries = int(cfg.retry.get("retries", 0)) + 1
+    bound = cfg.duration_s + cfg.timeout_s * retries + 30
+    try:
+        code = proc.wait(timeout=bound)
+    except Exception:
+        raise LabError(f"client {tag} in {node} outlived its bound of {bound:.0f} s") from None
+    if code != 0 or not Path(cfg.summary).exists():
+        raise LabError(f"client {tag} in {node} failed (exit {code}); see its log")
+    return read_records(Path(cfg.records)), json.loads(Path(cfg.summary).read_text())
+
+
+def read_records(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))

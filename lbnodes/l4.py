@@ -1,0 +1,172 @@
+"""The L4 node: nftables DNAT + conntrack, configured from a typed config.
+
+`L4Config` is validated where it is built; `render` turns it into a ruleset (the template
+beside this module); `L4Node.apply` loads it in the node's namespace with `nft -f` and reads
+back counters, conntrack occupancy and statistics for the results. Conntrack timeouts and
+`tcp_syncookies` are per-namespace settings, so they change only inside the node.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from lblab.errors import UsageError
+
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+HASH_FIELDS = {
+    "saddr": "ip saddr",
+    "saddr_sport": "ip saddr . tcp sport",
+    "5tuple": "ip saddr . tcp sport . ip daddr . tcp dport",
+}
+DISPATCH = ("numgen", "jhash")
+CT_SYSCTL = "/proc/sys/net/netfilter/nf_conntrack_{}"
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    ip: str
+    port: int = 80
+    weight: int = 1
+
+
+@dataclass(frozen=True)
+class L4Config:
+    name: str
+    vip: str
+    port: int
+    backends: tuple[Backend, ...]
+    backend_ifname: str
+    mode: str = "nat"
+    dispatch: str = "numgen"
+    hash_fields: str = "saddr_sport"
+    hash_seed: int = 0
+    snat: bool = True
+    """Masquerade toward the backends so replies return through this node."""
+    synproxy: bool = False
+    flow_cap: int = 0
+    """`ct count over N drop` for new flows: a cap that never evicts (0: none)."""
+    ct_timeouts: dict[str, int] = field(default_factory=dict)
+    """e.g. {"tcp_timeout_time_wait": 5}: names under net.netfilter.nf_conntrack_."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        try:
+            ipaddress.IPv4Address(self.vip)
+        except ValueError:
+            problems.append(f"vip {self.vip!r} is not an IPv4 address")
+        if not self.backends:
+            problems.append("needs at least one backend")
+        for b in self.backends:
+            if b.weight < 1:
+                problems.append(f"backend {b.name}: weight must be >= 1")
+        if self.dispatch not in DISPATCH:
+            problems.append(f"dispatch {self.dispatch!r} is not one of {', '.join(DISPATCH)}")
+        if self.hash_fields not in HASH_FIELDS:
+            problems.append(f"hash_fields {self.hash_fields!r} is not one of "
+                            f"{', '.join(HASH_FIELDS)}")
+        if len({b.port for b in self.backends}) > 1 and self.synproxy:
+            problems.append("synproxy needs every backend on one port")
+        for key in self.ct_timeouts:
+            if not re.fullmatch(r"[a-z_0-9]+", key):
+                problems.append(f"ct timeout name {key!r} is not a sysctl name")
+        if problems:
+            raise UsageError(f"L4 node {self.name}: " + "; ".join(problems))
+
+    @property
+    def backend_port(self) -> int:
+        return self.backends[0].port
+
+
+def slot_map(backends: tuple[Backend, ...]) -> list[Backend]:
+    """One map slot per unit of weight: `mod len(slots)` then picks in proportion."""
+    return [b for b in backends for _ in range(b.weight)]
+
+
+def render(cfg: L4Config) -> str:
+    slots = slot_map(cfg.backends)
+    if cfg.dispatch == "numgen":
+        dispatch = f"numgen inc mod {len(slots)}"
+    else:
+        dispatch = (f"jhash {HASH_FIELDS[cfg.hash_fields]} mod {len(slots)} "
+                    f"seed {cfg.hash_seed:#x}")
+    entries = ", ".join(f"{i} : {b.ip} . {b.port}" for i, b in enumerate(slots))
+    return TEMPLATES.get_template("l4_nat.nft.j2").render(cfg=cfg, dispatch=dispatch,
+                                                         slots=entries)
+
+
+class L4Node:
+    """An L4 node running in a lab host: apply the ruleset, read its state."""
+
+    def __init__(self, lab: Any, cfg: L4Config) -> None:
+        self.lab, self.cfg = lab, cfg
+
+    def start(self) -> L4Node:
+        node = self.cfg.name
+        self._write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
+        if self.cfg.synproxy:
+            self._write_sysctl(CT_SYSCTL.format("tcp_loose"), "0")
+        path = self.lab.file(f"{node}.nft")
+        path.write_text(render(self.cfg))
+        self.lab.run(node, ["nft", "-f", str(path)])
+        for key, value in self.cfg.ct_timeouts.items():
+            self._write_sysctl(CT_SYSCTL.format(key), str(value))
+        rules = self.lab.run(node, ["nft", "list", "table", "ip", "lblab_l4"])
+        if "dnat ip to" not in rules:
+            raise UsageError(f"L4 node {node}: ruleset did not load")
+        return self
+
+    def _write_sysctl(self, path: str, value: str) -> None:
+        """A per-namespace sysctl: written inside the node, gone with its namespace."""
+        self.lab.run(self.cfg.name, ["sysctl", "-q", "-w",
+                                     f"{path.removeprefix('/proc/sys/').replace('/', '.')}"
+                                     f"={value}"])
+
+    # -- readers -------------------------------------------------------------------------
+    def counters(self) -> dict[str, dict[str, int]]:
+        out = self.lab.run(self.cfg.name, ["nft", "-j", "list", "counters", "table", "ip",
+                                           "lblab_l4"])
+        result = {}
+        for item in json.loads(out)["nftables"]:
+            if "counter" in item:
+                c = item["counter"]
+                result[c["name"]] = {"packets": c["packets"], "bytes": c["bytes"]}
+        return result
+
+    def conntrack_count(self) -> int:
+        return int(self.lab.run(self.cfg.name, ["cat", CT_SYSCTL.format("count")]).strip())
+
+    def conntrack_stats(self) -> dict[str, int]:
+        """`conntrack -S` summed over CPUs: found, insert, drop, early_drop, ..."""
+        totals: dict[str, int] = {}
+        for line in self.lab.run(self.cfg.name, ["conntrack", "-S"]).splitlines():
+            for key, value in re.findall(r"(\w+)=(\d+)", line):
+                if key != "cpu":
+                    totals[key] = totals.get(key, 0) + int(value)
+        return totals
+
+    def conntrack_entries(self) -> list[str]:
+        return self.lab.run(self.cfg.name, ["conntrack", "-L"], check=False).splitlines()
+
+
+def conntrack_object_size() -> int | None:
+    """The kernel's own size of one conntrack entry, from /proc/slabinfo (bytes)."""
+    try:
+        with open("/proc/slabinfo") as f:
+            for line in f:
+                cols = line.split()
+                if cols and cols[0] == "nf_conntrack":
+                    return int(cols[3])
+    except OSError:
+        return None
+    return None
