@@ -60,9 +60,10 @@ def _qdisc_works(kind: list[str]) -> bool:
     return res is not None and res.returncode == 0
 
 
-def _in_initial_netns() -> bool:
+def _conntrack_max_writable() -> bool:
+    """Only the initial namespace may change it: elsewhere the kernel makes the file 0444."""
     try:
-        return os.readlink("/proc/self/ns/net") == os.readlink("/proc/1/ns/net")
+        return bool(os.stat(CONNTRACK_MAX).st_mode & 0o200) and os.access(CONNTRACK_MAX, os.W_OK)
     except OSError:
         return False
 
@@ -120,7 +121,7 @@ def detect() -> Capabilities:
         netem=root and _qdisc_works(["netem", "delay", "1ms"]),
         htb=root and _qdisc_works(["htb"]),
         cgroup_v2=Path("/sys/fs/cgroup/cgroup.controllers").exists(),
-        conntrack_max_writable=root and _in_initial_netns() and os.access(CONNTRACK_MAX, os.W_OK),
+        conntrack_max_writable=root and _conntrack_max_writable(),
         conntrack_max=cmax,
         tools={name: tool_version(name) for name in TOOLS},
     )

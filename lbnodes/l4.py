@@ -119,12 +119,19 @@ class L4Node:
         path = self.lab.file(f"{node}.nft")
         path.write_text(render(self.cfg))
         self.lab.run(node, ["nft", "-f", str(path)])
-        for key, value in self.cfg.ct_timeouts.items():
-            self._write_sysctl(CT_SYSCTL.format(key), str(value))
+        self.set_ct_timeouts(self.cfg.ct_timeouts)
         rules = self.lab.run(node, ["nft", "list", "table", "ip", "lblab_l4"])
         if "dnat ip to" not in rules:
             raise UsageError(f"L4 node {node}: ruleset did not load")
         return self
+
+    def set_ct_timeouts(self, timeouts: dict[str, int]) -> None:
+        """Change conntrack timeouts in this node only (they are per-namespace)."""
+        for key, value in timeouts.items():
+            self._write_sysctl(CT_SYSCTL.format(key), str(value))
+
+    def flush_conntrack(self) -> None:
+        self.lab.run(self.cfg.name, ["conntrack", "-F"], check=False)
 
     def _write_sysctl(self, path: str, value: str) -> None:
         """A per-namespace sysctl: written inside the node, gone with its namespace."""
@@ -155,8 +162,15 @@ class L4Node:
                     totals[key] = totals.get(key, 0) + int(value)
         return totals
 
-    def conntrack_entries(self) -> list[str]:
-        return self.lab.run(self.cfg.name, ["conntrack", "-L"], check=False).splitlines()
+    def conntrack_states(self) -> dict[str, int]:
+        """Entries per TCP state (ESTABLISHED, TIME_WAIT, ...) from `conntrack -L`."""
+        states: dict[str, int] = {}
+        out = self.lab.run(self.cfg.name, ["conntrack", "-L", "-p", "tcp"], check=False)
+        for line in out.splitlines():
+            cols = line.split()
+            if len(cols) > 3 and cols[0] == "tcp":
+                states[cols[3]] = states.get(cols[3], 0) + 1
+        return states
 
 
 def conntrack_object_size() -> int | None:

@@ -25,6 +25,7 @@ import random
 import sys
 import time
 import uuid
+import weakref
 from dataclasses import asdict, dataclass, field, fields
 
 from aiohttp import web
@@ -61,6 +62,9 @@ class BackendConfig:
     redis_url: str = ""
     seed: int = 0
     body_bytes: int = 64
+    max_requests_per_conn: int = 0
+    """Close a keep-alive connection after this many requests (0: never), as nginx's
+    keepalive_requests does: it bounds how long one connection's state lives."""
     statuses: dict[str, int] = field(default_factory=dict)
 
 
@@ -74,12 +78,24 @@ class Backend:
         self.sessions: dict[str, list[str]] = {}
         self.redis = None
         self.started = time.time()
+        self.per_conn: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     # -- data plane ------------------------------------------------------------------------
     def _reply(self, status: int, body: bytes | str, **headers: str) -> web.Response:
         self.statuses[str(status)] = self.statuses.get(str(status), 0) + 1
         return web.Response(status=status, body=body,
                             headers={"X-Backend": self.cfg.name, **headers})
+
+    @web.middleware
+    async def conn_limit(self, req: web.Request, handler) -> web.StreamResponse:
+        resp = await handler(req)
+        limit = self.cfg.max_requests_per_conn
+        if limit and req.transport is not None:
+            served = self.per_conn.get(req.transport, 0) + 1
+            self.per_conn[req.transport] = served
+            if served >= limit:
+                resp.force_close()
+        return resp
 
     async def _work(self) -> web.Response | None:
         """Run one unit of work; a Response when the work itself failed."""
@@ -159,7 +175,7 @@ class Backend:
 
     # -- wiring ----------------------------------------------------------------------------
     def data_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self.conn_limit])
         app.add_routes([web.get("/", self.root), web.get("/bytes/{n}", self.sized),
                         web.get("/health", self.health), web.get("/health/deep", self.health_deep),
                         web.get("/cart", self.cart), web.post("/cart", self.cart)])

@@ -1,0 +1,54 @@
+"""What an experiment is, and the context a run hands it.
+
+An experiment module defines a `Params` dataclass (lblab.params), a `quick()` variant of it,
+the capabilities it `needs`, a `run(ctx)` that builds its labs, measures each variant and
+returns an `Outcome` (metrics per variant and claims), and a `plot(folder)` that redraws its
+figures from the results folder alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from lblab.claims import Claim
+from lblab.results import RunFolder
+
+
+@dataclass
+class Outcome:
+    variants: dict[str, dict[str, Any]]
+    claims: list[Claim]
+    notes: list[str] = field(default_factory=list)
+    topology: dict[str, Any] = field(default_factory=dict)
+    sysctls_changed: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunContext:
+    params: Any
+    folder: RunFolder
+    caps: Any
+    seed: int
+    lab_name: str
+    progress: Callable[[str], None] = lambda _msg: None
+    started: float = field(default_factory=time.monotonic)
+
+    def step(self, message: str) -> None:
+        self.progress(message)
+
+
+class Experiment(Protocol):
+    NAME: str
+    TITLE: str
+    SUMMARY: str
+    NEEDS: tuple[str, ...]
+    Params: type
+
+    def quick(self) -> Any: ...
+
+    def run(self, ctx: RunContext) -> Outcome: ...
+
+    def plot(self, folder: Any) -> list[Any]: ...
