@@ -26,7 +26,6 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from lbnodes.l4 import Backend, L4Config, L4Node, conntrack_object_size
 from lblab import claims as C
 from lblab import plots
 from lblab.experiment import Outcome, RunContext
@@ -36,6 +35,7 @@ from lblab.results import read_csv, write_csv, write_json
 from lblab.sampler import Sampler
 from lblab.workloads.client import ClientConfig
 from lblab.workloads.handles import run_client, start_backend
+from lbnodes.l4 import Backend, L4Config, L4Node, conntrack_object_size
 from topologies.two_tier import TwoTierTopo, backend_ip, lb_front_ip
 
 NAME = "conntrack-exhaustion"
@@ -102,7 +102,7 @@ def run(ctx: RunContext) -> Outcome:
             node.flush_conntrack()
             before = node.counters()["dispatched"]["packets"]
 
-            def probe() -> dict:
+            def probe(variant: str = variant) -> dict:
                 states = node.conntrack_states()
                 return {"variant": variant, "entries": sum(states.values()),
                         "time_wait": states.get("TIME_WAIT", 0),

@@ -31,6 +31,7 @@ def plan(names: list[str], sets: list[str], quick: bool) -> list[tuple[Any, Any]
 
     `key=value` applies to every selected experiment that has `key`; `name.key=value` to one.
     """
+    single = len(names) == 1 and names != ["all"]
     if names == ["all"]:
         names = experiments.names()
     modules = [experiments.load(n) for n in names]
@@ -45,7 +46,7 @@ def plan(names: list[str], sets: list[str], quick: bool) -> list[tuple[Any, Any]
             target, _, bare = key.rpartition(".")
             if target and target != mod.NAME:
                 continue
-            if target or bare in fields or len(modules) == 1:
+            if target or bare in fields or single:
                 mine.append(item.replace(f"{mod.NAME}.", "", 1) if target else item)
                 used.add(item)
         planned.append((mod, apply_overrides(mod.NAME, params, mine)))

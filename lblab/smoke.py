@@ -9,10 +9,10 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from lbnodes.l4 import Backend, L4Config, L4Node
-from lbnodes.l7 import L7Config, L7Node, Server
 from lblab.lab import ControllerSpec, Lab
 from lblab.workloads.handles import BackendHandle, start_backend
+from lbnodes.l4 import Backend, L4Config, L4Node
+from lbnodes.l7 import L7Config, L7Node, Server
 from topologies.two_tier import TwoTierTopo, backend_ip, lb_front_ip
 
 BACKEND_PORT = 8080

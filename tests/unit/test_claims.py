@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+
+from lblab import claims as C
+from lblab.runner import aggregate
+
+
+@pytest.mark.parametrize(("predicted", "measured", "rel", "holds"), [
+    (100, 114.9, 0.15, True), (100, 115.1, 0.15, False), (100, 85.1, 0.15, True),
+    (100, 84.9, 0.15, False), (0, 0.0, 0.0, True), (0, 0.5, 0.0, False), (100, None, 0.5, False),
+])
+def test_within_is_relative_to_the_prediction(predicted, measured, rel, holds):
+    assert C.within("c", "s", predicted, measured, rel).holds is holds
+
+
+def test_bounds():
+    assert C.at_most("c", "s", 1.25, 1.25).holds
+    assert not C.at_most("c", "s", 1.25, 1.26).holds
+    assert C.at_least("c", "s", 2.0, 2.1).holds
+    assert not C.at_least("c", "s", 2.0, 1.9).holds
+    assert not C.at_least("c", "s", 2.0, float("nan")).holds
+
+
+def test_json_carries_verdict_and_tolerance_text():
+    data = C.within("a", "stmt", 10, 11, 0.15).to_json()
+    assert data["holds"] is True and data["tolerance"] == "within ±15%"
+    assert set(data) >= {"id", "statement", "predicted", "measured", "tolerance", "holds"}
+
+
+def test_repeats_report_mean_and_spread():
+    runs = [[C.within("a", "s", 10, m, 0.15)] for m in (9.0, 11.0, 13.0)]
+    row = aggregate(runs)[0]
+    assert row["measured"] == pytest.approx(11.0)
+    assert row["spread"] == pytest.approx(2.0)
+    assert row["runs_holding"] == 2 and row["holds"] is True

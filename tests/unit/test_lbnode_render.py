@@ -1,0 +1,106 @@
+"""Rendered nftables rulesets and haproxy.cfg against golden files; config errors as a table."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from lblab.errors import UsageError
+from lbnodes import l4, l7
+from tests.conftest import golden
+
+B = tuple(l4.Backend(f"b{i}", f"10.1.1.{i}", 8080) for i in (1, 2, 3))
+S = tuple(l7.Server(f"b{i}", f"10.1.1.{i}", 8080) for i in (1, 2, 3))
+
+L4_CASES = {
+    "l4_numgen.nft": l4.L4Config("l4", "10.0.0.1", 80, B, "l4-eth1"),
+    "l4_jhash_weighted.nft": l4.L4Config(
+        "l4", "10.0.0.1", 80, (l4.Backend("b1", "10.1.1.1", 8080, weight=2), *B[1:]),
+        "l4-eth1", dispatch="jhash", hash_fields="saddr", hash_seed=7),
+    "l4_synproxy_cap.nft": l4.L4Config("l4", "10.0.0.1", 80, B, "l4-eth1", synproxy=True,
+                                       flow_cap=1000),
+}
+
+
+@pytest.mark.parametrize("name", L4_CASES)
+def test_l4_ruleset_matches_golden(name):
+    golden(name, l4.render(L4_CASES[name]))
+
+
+def test_weights_become_map_slots():
+    slots = l4.slot_map((l4.Backend("a", "10.1.1.1", weight=3), l4.Backend("b", "10.1.1.2")))
+    assert [s.name for s in slots] == ["a", "a", "a", "b"]
+
+
+@pytest.mark.skipif(shutil.which("nft") is None or shutil.which("unshare") is None,
+                    reason="needs nft")
+@pytest.mark.parametrize("name", L4_CASES)
+def test_l4_ruleset_parses_in_nft(name, tmp_path):
+    path = tmp_path / name
+    path.write_text(l4.render(L4_CASES[name]))
+    res = subprocess.run(["unshare", "-n", "nft", "-c", "-f", str(path)], capture_output=True,
+                         text=True, check=False)
+    if res.returncode != 0 and "Operation not permitted" in res.stderr:
+        pytest.skip("unshare needs root")
+    assert res.returncode == 0, res.stderr
+
+
+L7_CASES = {
+    "haproxy_roundrobin.cfg": l7.L7Config("l7", "10.0.0.2", 80, S),
+    "haproxy_bounded_checks.cfg": l7.L7Config(
+        "l7", "10.0.0.2", 80, S, balance="source", hash_type="consistent",
+        hash_balance_factor=125, check=True, retries=2, retry_on="conn-failure 503",
+        redispatch=True),
+    "haproxy_cookie.cfg": l7.L7Config("l7", "10.0.0.2", 80, S, cookie=True),
+}
+
+
+@pytest.mark.parametrize("name", L7_CASES)
+def test_haproxy_cfg_matches_golden(name):
+    golden(name, l7.render(L7_CASES[name], "/run/lblab/l7.sock"))
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="needs haproxy")
+@pytest.mark.parametrize("name", L7_CASES)
+def test_haproxy_accepts_cfg(name, tmp_path):
+    path = tmp_path / name
+    path.write_text(l7.render(L7_CASES[name], str(tmp_path / "s.sock")))
+    res = subprocess.run(["haproxy", "-c", "-q", "-f", str(path)], capture_output=True,
+                         text=True, check=False)
+    assert res.returncode == 0, res.stderr + res.stdout
+
+
+BAD_L4 = [
+    (dict(vip="10.0.0.999"), "vip '10.0.0.999' is not an IPv4 address"),
+    (dict(backends=()), "needs at least one backend"),
+    (dict(dispatch="random"), "dispatch 'random' is not one of numgen, jhash"),
+    (dict(hash_fields="mac"), "hash_fields 'mac' is not one of"),
+    (dict(backends=(l4.Backend("b", "10.1.1.1", weight=0),)), "backend b: weight must be >= 1"),
+    (dict(ct_timeouts={"tcp; rm": 1}), "is not a sysctl name"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_L4, ids=[m for _, m in BAD_L4])
+def test_bad_l4_config_is_rejected(change, message):
+    args = dict(name="l4", vip="10.0.0.1", port=80, backends=B, backend_ifname="l4-eth1")
+    with pytest.raises(UsageError, match="L4 node l4: .*" + message[:20].replace("(", r"\(")):
+        l4.L4Config(**{**args, **change})
+
+
+BAD_L7 = [
+    (dict(servers=()), "needs at least one server"),
+    (dict(balance="magic"), "balance 'magic' is not one of"),
+    (dict(hash_type="ring"), "hash_type 'ring' is not consistent or map-based"),
+    (dict(hash_balance_factor=125), "hash_balance_factor needs hash_type consistent"),
+    (dict(servers=(S[0], S[0])), "server names must be unique"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_L7, ids=[m for _, m in BAD_L7])
+def test_bad_l7_config_is_rejected(change, message):
+    args = dict(name="l7", bind_ip="10.0.0.2", port=80, servers=S)
+    with pytest.raises(UsageError) as err:
+        l7.L7Config(**{**args, **change})
+    assert message in str(err.value)

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from lblab.workloads.capacity import CapacityModel, Overloaded
+from lblab.workloads.client import ClientConfig, schedule
+
+
+def test_constant_schedule_is_evenly_spaced():
+    times = schedule(ClientConfig(targets=["x"], rate=10, duration_s=1, arrival="constant"))
+    assert len(times) == 9 and times[0] == pytest.approx(0.1)
+
+
+def test_poisson_schedule_is_reproducible_and_near_the_rate():
+    cfg = ClientConfig(targets=["x"], rate=200, duration_s=50, seed=3)
+    a, b = schedule(cfg), schedule(cfg)
+    assert a == b
+    assert len(a) == pytest.approx(200 * 50, rel=0.05)
+
+
+def test_full_queue_refuses_at_once():
+    async def scenario():
+        model = CapacityModel(workers=1, queue_limit=1)
+        running = [asyncio.create_task(model.serve(0.2)) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        with pytest.raises(Overloaded):
+            await model.serve(0.2)
+        await asyncio.gather(*running)
+        return model.stats
+
+    stats = asyncio.run(scenario())
+    assert (stats.arrived, stats.served, stats.rejected) == (3, 2, 1)
+
+
+def test_workers_bound_concurrency():
+    async def scenario():
+        model = CapacityModel(workers=2, queue_limit=10)
+        peak = 0
+
+        async def watch():
+            nonlocal peak
+            for _ in range(20):
+                peak = max(peak, model.stats.busy)
+                await asyncio.sleep(0.005)
+
+        await asyncio.gather(watch(), *[model.serve(0.03) for _ in range(6)])
+        return peak
+
+    assert asyncio.run(scenario()) == 2
