@@ -91,11 +91,11 @@ class Lab:
     # -- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> Lab:
         require(self.caps, ("root", "ovs_running"), f"lab {self.name}")
-        self._preflight()
         self.owned = owned_mod.claim(self.name)
         self._stack.enter_context(signals_unwind())
         self._stack.callback(self._release)
         try:
+            self._preflight()
             if self.controller_spec is not None:
                 self._start_controller(self.controller_spec)
             self._build_network()
@@ -185,10 +185,13 @@ class Lab:
         self.owned.add_bridges(list(self.topo.switches()))
         self.net = Mininet(topo=self.topo, switch=LabSwitch, controller=None, link=link,
                            build=False, autoSetMacs=False, waitConnected=False)
-        if self.controller_spec is not None:
-            self.net.addController(RemoteController("c0", ip="127.0.0.1",
-                                                    port=self.controller_port))
         self._stack.callback(self._stop_network)
+        if self.controller_spec is not None:
+            # Mininet gives even a remote controller a root-namespace shell, and its stop()
+            # leaves that shell running: record it, and terminate it in _stop_network.
+            c0 = self.net.addController(RemoteController("c0", ip="127.0.0.1",
+                                                         port=self.controller_port))
+            self.owned.add_process(ProcRecord.of(c0.pid, "mininet:c0"))
         self.net.build()
         for host in self.net.hosts:
             self.owned.add_process(ProcRecord.of(host.pid, f"mininet:{host.name}"))
@@ -212,6 +215,8 @@ class Lab:
     def _stop_network(self) -> None:
         if self.net is not None:
             self.net.stop()
+            for controller in self.net.controllers:
+                controller.terminate()
 
     # -- what experiments use ----------------------------------------------------------
     def host(self, name: str) -> Any:

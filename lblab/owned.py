@@ -28,6 +28,12 @@ def labs_dir() -> Path:
     return lblab_home() / "labs"
 
 
+def runtime_dir() -> Path:
+    """Where labs keep sockets and rendered configs: short, because a unix socket path must
+    fit in 108 bytes (HAProxy also binds a temporary name beside its socket)."""
+    return Path(os.environ.get("LBLAB_RUNTIME", "/run/lblab"))
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
@@ -54,7 +60,7 @@ class Owned:
     @property
     def run_dir(self) -> Path:
         """The lab's own folder: configs, sockets, logs. Removed with the lab."""
-        return labs_dir() / self.lab
+        return runtime_dir() / self.lab
 
     # -- persistence -------------------------------------------------------------------
     def save(self) -> None:
@@ -118,7 +124,7 @@ def claim(lab: str) -> Owned:
                          f"run `lblab clean {lab}` first") from None
     os.close(fd)
     owned.save()
-    owned.run_dir.mkdir(mode=0o700, exist_ok=True)
+    owned.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     return owned
 
 

@@ -1,0 +1,31 @@
+"""Each experiment in quick mode, end to end: result.json complete, plots drawn, claims hold."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lblab.runner import run
+
+pytestmark = pytest.mark.integration
+
+
+def run_quick(name, out):
+    code = run([name], [], quick=True, seed=1, out=out, repeat=1, lab=f"it-{name[:12]}",
+               progress=lambda *_: None)
+    result = json.loads((out / name / "result.json").read_text())
+    failing = [f"{c['id']}: predicted {c['predicted']}, measured {c['measured']}"
+               for c in result["claims"] if not c["holds"]]
+    return code, result, failing
+
+
+def test_conntrack_exhaustion_quick(tmp_path):
+    code, result, failing = run_quick("conntrack-exhaustion", tmp_path)
+    assert not failing, failing
+    assert code == 0
+    assert {"churn", "short-timeout", "keep-alive"} == set(result["variants"])
+    assert result["variants"]["keep-alive"]["reuse_factor"] > 5
+    assert result["environment"]["git"]["commit"]
+    assert (tmp_path / "conntrack-exhaustion" / "occupancy.png").exists()
+    assert (tmp_path / "conntrack-exhaustion" / "occupancy.csv").exists()
