@@ -36,8 +36,9 @@ else
   log "apt packages present"
 fi
 
-# Open vSwitch: no systemd here, so start it with ovs-ctl when ovs-vsctl cannot reach it.
-if ! ovs-vsctl --timeout=3 show >/dev/null 2>&1; then
+# Open vSwitch: no systemd here, so start it with ovs-ctl unless both ovsdb-server and
+# ovs-vswitchd already run (`ovs-ctl status` checks both; `ovs-vsctl show` needs only ovsdb).
+if ! /usr/share/openvswitch/scripts/ovs-ctl status >/dev/null 2>&1; then
   log "starting Open vSwitch"
   /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random >/dev/null 2>&1 || true
   ovs-vsctl --timeout=10 show >/dev/null
@@ -53,8 +54,13 @@ fi
 stamp="$venv/.lblab-installed"
 if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
   log "installing lblab into $venv"
-  "$venv/bin/pip" install -q --upgrade pip >/dev/null
-  "$venv/bin/pip" install -q -e "$here[dev]"
+  piplog="$venv/pip-install.log"
+  if ! { "$venv/bin/pip" install -q --upgrade pip && "$venv/bin/pip" install -q -e "$here[dev]"; } \
+      >"$piplog" 2>&1; then
+    tail -30 "$piplog" >&2
+    echo "provision.sh: pip install failed (full log: $piplog)" >&2
+    exit 1
+  fi
   touch "$stamp"
 else
   log "virtualenv up to date"
