@@ -78,7 +78,7 @@ class Lab:
         self.name = name
         self.topo = topo
         self.controller_spec = controller
-        self.caps = caps or detect()
+        self.caps = caps or detect(full=False)
         self.log_dir = log_dir
         self.link_class = link_class
         self.net: Any = None

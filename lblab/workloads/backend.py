@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field, fields
 from aiohttp import web
 
 from lblab.workloads.capacity import CapacityModel, Overloaded, service_time
+from lblab.workloads.loop import run_loop
 
 
 @dataclass
@@ -208,7 +209,7 @@ def main(argv: list[str]) -> None:
     with open(argv[1]) as f:
         cfg = BackendConfig(**json.load(f))
     try:
-        asyncio.run(serve(cfg))
+        run_loop(serve(cfg))
     except KeyboardInterrupt:
         pass
 

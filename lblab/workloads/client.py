@@ -15,6 +15,7 @@ import asyncio
 import csv
 import json
 import random
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,7 @@ from pathlib import Path
 import aiohttp
 from hdrh.histogram import HdrHistogram
 
+from lblab.workloads.loop import run_loop
 from lblab.workloads.retry import Policy, make_policy
 
 RECORD_FIELDS = ["id", "attempt", "intended_s", "sent_s", "done_s", "latency_ms", "status",
@@ -47,6 +49,11 @@ class ClientConfig:
     summary: str = "summary.json"
     local_addrs: list[str] = field(default_factory=list)
     """Source addresses to spread requests over (users behind NAT, say); empty: the default."""
+    processes: int = 1
+    """Worker processes sharing the schedule (request i goes to worker i mod P), as wrk's
+    threads do: one Python process saturates a core at a few thousand requests/s."""
+    start_at: float = 0.0
+    """Wall-clock instant at which every worker starts its schedule (set by the parent)."""
 
 
 def schedule(cfg: ClientConfig) -> list[float]:
@@ -76,8 +83,9 @@ def classify(status: int | None, error: BaseException | None) -> str:
 
 
 class Client:
-    def __init__(self, cfg: ClientConfig) -> None:
+    def __init__(self, cfg: ClientConfig, part: tuple[int, int] = (0, 1)) -> None:
         self.cfg = cfg
+        self.part = part
         self.policy: Policy = make_policy(cfg.retry, cfg.seed)
         self.rows: list[dict] = []
         self.hist = HdrHistogram(1, HIST_MAX_US, 3)
@@ -94,9 +102,14 @@ class Client:
                     for c in connectors]
         try:
             offsets = schedule(self.cfg)
+            wait = self.cfg.start_at - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
             self.t0 = time.monotonic()
             tasks = []
-            for i, offset in enumerate(offsets):
+            k, parts = self.part
+            for i in range(k, len(offsets), parts):
+                offset = offsets[i]
                 delay = offset - self.now()
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -184,12 +197,54 @@ class Client:
         tmp.replace(self.cfg.summary)
 
 
+def _part_paths(cfg: ClientConfig, k: int) -> tuple[str, str]:
+    return f"{cfg.records}.part{k}", f"{cfg.summary}.part{k}"
+
+
+def merge(cfg: ClientConfig) -> None:
+    """Join the workers' records and summaries (counts add, HDR histograms add)."""
+    rows: list[dict] = []
+    counts: dict[str, int] = {}
+    hist = HdrHistogram(1, HIST_MAX_US, 3)
+    for k in range(cfg.processes):
+        records, summary = _part_paths(cfg, k)
+        with open(records, newline="") as f:
+            rows += list(csv.DictReader(f))
+        part = json.loads(Path(summary).read_text())
+        for key, n in part["counts"].items():
+            counts[key] = counts.get(key, 0) + n
+        if part["hdr"]:
+            hist.add(HdrHistogram.decode(part["hdr"]))
+        Path(records).unlink()
+        Path(summary).unlink()
+    merged = Client(cfg)
+    merged.rows = sorted(rows, key=lambda r: (int(r["id"]), int(r["attempt"])))
+    merged.counts, merged.hist = counts, hist
+    merged.write()
+
+
 def main(argv: list[str]) -> None:
     with open(argv[1]) as f:
         cfg = ClientConfig(**json.load(f))
-    client = Client(cfg)
+    if len(argv) > 2:  # a worker: CONFIG k P
+        k, parts = int(argv[2]), int(argv[3])
+        cfg.records, cfg.summary = _part_paths(cfg, k)
+        client = Client(cfg, (k, parts))
+    elif cfg.processes > 1:
+        cfg.start_at = time.time() + 0.5 + 0.1 * cfg.processes
+        Path(argv[1]).write_text(json.dumps(asdict(cfg)))
+        workers = [subprocess.Popen([sys.executable, "-m", "lblab.workloads.client", argv[1],
+                                     str(k), str(cfg.processes)])
+                   for k in range(cfg.processes)]
+        codes = [w.wait() for w in workers]
+        if any(codes):
+            sys.exit(f"client workers failed: exit codes {codes}")
+        merge(cfg)
+        return
+    else:
+        client = Client(cfg)
     try:
-        asyncio.run(client.run())
+        run_loop(client.run())
     finally:
         client.write()
 
