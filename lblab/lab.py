@@ -85,6 +85,8 @@ class Lab:
         self.owned: owned_mod.Owned | None = None
         self.controller_port: int | None = None
         self.controller_api: int | None = None
+        self.extra_addresses: set[str] = set()
+        """Addresses inside the lab that Mininet does not know (VIPs on loopbacks, ...)."""
         self._stack = contextlib.ExitStack()
         self._logs: list[IO] = []
 
@@ -272,6 +274,17 @@ class Lab:
         proc = self.host(node).popen(argv, stdout=log, stderr=subprocess.STDOUT, env=full_env)
         self._track(proc.pid, name)
         return proc
+
+    def stop_process(self, proc: subprocess.Popen) -> None:
+        """Stop one spawned process (and its group) now instead of at teardown."""
+        stop_all([r for r in self.owned.processes if r.pid == proc.pid])
+        proc.poll()
+
+    def addresses(self) -> set[str]:
+        """Every IPv4 address on a lab host's interface, plus those registered as extra."""
+        found = {intf.IP() for host in self.net.hosts for intf in host.intfList()
+                 if intf.IP()}
+        return found | self.extra_addresses
 
     def on_teardown(self, fn: Callable[[], Any]) -> None:
         """Register an undo step; steps run in reverse order of registration."""

@@ -52,15 +52,16 @@ class Owned:
     processes: list[ProcRecord] = field(default_factory=list)
     sysctls: dict[str, str] = field(default_factory=dict)
     """Global sysctl path -> the value to restore."""
+    path: Path = field(default=Path(), compare=False)
+    """The state file; fixed when the lab is claimed, so it never moves mid-run."""
+    run_dir: Path = field(default=Path(), compare=False)
+    """The lab's own folder: configs, sockets. Removed with the lab."""
 
-    @property
-    def path(self) -> Path:
-        return labs_dir() / f"{self.lab}.json"
-
-    @property
-    def run_dir(self) -> Path:
-        """The lab's own folder: configs, sockets, logs. Removed with the lab."""
-        return runtime_dir() / self.lab
+    def __post_init__(self) -> None:
+        if self.path == Path():
+            self.path = labs_dir() / f"{self.lab}.json"
+        if self.run_dir == Path():
+            self.run_dir = runtime_dir() / self.lab
 
     # -- persistence -------------------------------------------------------------------
     def save(self) -> None:
@@ -68,6 +69,7 @@ class Owned:
             "lab": self.lab, "owner_pid": self.owner_pid, "owner_start": self.owner_start,
             "bridges": self.bridges, "links": self.links,
             "processes": [p.to_json() for p in self.processes], "sysctls": self.sysctls,
+            "run_dir": str(self.run_dir),
         }
         _atomic_write(self.path, json.dumps(data, indent=1))
 
@@ -78,6 +80,7 @@ class Owned:
             lab=data["lab"], owner_pid=data["owner_pid"], owner_start=data.get("owner_start"),
             bridges=data["bridges"], links=data["links"],
             processes=[ProcRecord(**p) for p in data["processes"]], sysctls=data["sysctls"],
+            path=path, run_dir=Path(data.get("run_dir") or runtime_dir() / data["lab"]),
         )
 
     def owner_alive(self) -> bool:
