@@ -1,9 +1,20 @@
 """The lblab fabric controller: a thin os-ken (Ryu API) app.
 
-Each handler is a few lines that hand the event to the pure modules of this package and send
-back what they return. Configuration comes from the JSON file named by
-$LBLAB_CONTROLLER_CONFIG (written by lblab.lab); the control API listens on 127.0.0.1 only.
-Any exception in a handler goes to the error log that integration tests require to be empty.
+Handlers are a few lines each: they hand events to the pure modules of this package
+(`l2` for learning, `policies` and `flows` for the anycast VIP) and send what those return.
+
+Configuration: the JSON file named by $LBLAB_CONTROLLER_CONFIG (written by lblab.lab):
+  api_port, error_log, state_file, and optionally `fabric` (see policies.Fabric).
+The control API listens on 127.0.0.1 only:
+  GET  /state                      datapaths, fabric, learned MACs
+  POST /fabric/policy              {"policy": ..., "fields": ...}
+  POST /fabric/nodes/add|remove    {"name": ...}      (remove keeps the node running)
+  POST /fabric/nodes/weight        {"name": ..., "weight": N}   (0 drains new flows)
+  GET  /fabric/counters            per-bucket group stats and per-port stats of the edge
+A change returns after the switch's barrier reply, so "returned" means "in effect".
+Membership is persisted to state_file: a restarted controller re-sends the same state on
+reconnect (flows are overwritten, groups add-or-modified, nothing deleted first).
+Exceptions and OpenFlow errors go to error_log, which integration tests require to be empty.
 """
 
 from __future__ import annotations
@@ -13,18 +24,22 @@ import json
 import logging
 import os
 import traceback
+from dataclasses import replace
 
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
 from os_ken.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from os_ken.lib import hub
 from os_ken.lib.packet import ethernet, packet
-from os_ken.ofproto import ofproto_v1_3, ofproto_v1_5
+from os_ken.ofproto import ofproto_v1_5
 
-from controllers.api import make_wsgi
+from controllers import flows
+from controllers.api import ApiError, make_wsgi
 from controllers.l2 import FLOOD, MacTable
+from controllers.policies import ConfigError, Fabric
 
 LOG = logging.getLogger("lblab.controller")
+REPLY_TIMEOUT_S = 5.0
 
 
 def _load_config() -> dict:
@@ -35,8 +50,21 @@ def _load_config() -> dict:
         return json.load(f)
 
 
+def guarded(fn):
+    """Log any exception of an event handler to the error log instead of losing it."""
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - logged for the tests to see
+            self.log_error(exc)
+
+    return wrapper
+
+
 class FabricApp(app_manager.OSKenApp):
-    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION, ofproto_v1_5.OFP_VERSION]
+    OFP_VERSIONS = [ofproto_v1_5.OFP_VERSION]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -44,29 +72,51 @@ class FabricApp(app_manager.OSKenApp):
         self.macs = MacTable()
         self.datapaths: dict[int, object] = {}
         self.error_log = self.config.get("error_log")
+        self.state_file = self.config.get("state_file")
+        self.fabric: Fabric | None = self._initial_fabric()
+        self.waiters: dict[int, tuple[hub.Event, list]] = {}
         port = self.config.get("api_port")
         if port:
-            routes = {("GET", "/state"): self.api_state}
+            routes = {
+                ("GET", "/state"): self.api_state,
+                ("POST", "/fabric/policy"): self.api_policy,
+                ("POST", "/fabric/nodes/add"): lambda b: self.api_node(b, active=True),
+                ("POST", "/fabric/nodes/remove"): lambda b: self.api_node(b, active=False),
+                ("POST", "/fabric/nodes/weight"): self.api_weight,
+                ("GET", "/fabric/counters"): self.api_counters,
+            }
             server = hub.WSGIServer(("127.0.0.1", int(port)), make_wsgi(routes, self.log_error))
             hub.spawn(server.serve_forever)
 
+    def _initial_fabric(self) -> Fabric | None:
+        if self.state_file and os.path.exists(self.state_file):
+            with open(self.state_file) as f:
+                return Fabric.from_json(json.load(f))
+        if "fabric" in self.config:
+            return Fabric.from_json(self.config["fabric"])
+        return None
+
+    def _persist(self) -> None:
+        if self.state_file and self.fabric is not None:
+            tmp = f"{self.state_file}.tmp"
+            with open(tmp, "w") as f:
+                json.dump(self.fabric.to_json(), f)
+            os.replace(tmp, self.state_file)
+
     # -- errors --------------------------------------------------------------------------
-    def log_error(self, exc: BaseException) -> None:
-        text = "".join(traceback.format_exception(exc))
+    def log_error(self, exc: BaseException | str) -> None:
+        text = exc if isinstance(exc, str) else "".join(traceback.format_exception(exc))
         LOG.error(text)
         if self.error_log:
             with open(self.error_log, "a") as f:
-                f.write(text)
+                f.write(text.rstrip() + "\n")
 
-    @staticmethod
-    def guarded(fn):
-        @functools.wraps(fn)
-        def wrapper(self, *args, **kwargs):
-            try:
-                return fn(self, *args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - logged for the tests to see
-                self.log_error(exc)
-        return wrapper
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
+    @guarded
+    def on_error(self, ev):
+        msg = ev.msg
+        self.log_error(f"OpenFlow error from switch {msg.datapath.id}: type {msg.type} "
+                       f"code {msg.code} data {bytes(msg.data)[:64].hex()}")
 
     # -- OpenFlow events -----------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
@@ -76,11 +126,11 @@ class FabricApp(app_manager.OSKenApp):
         self.datapaths[dp.id] = dp
         self.macs.forget(dp.id)
         parser, ofp = dp.ofproto_parser, dp.ofproto
-        dp.send_msg(parser.OFPFlowMod(dp, command=ofp.OFPFC_DELETE, table_id=ofp.OFPTT_ALL,
-                                      out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
-                                      match=parser.OFPMatch()))
         to_controller = [parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)]
         self._add_flow(dp, 0, parser.OFPMatch(), to_controller)
+        if self.fabric is not None and dp.id == self.fabric.edge_dpid:
+            for msg in flows.program(dp, None, self.fabric):
+                dp.send_msg(msg)
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     @guarded
@@ -88,29 +138,113 @@ class FabricApp(app_manager.OSKenApp):
         msg = ev.msg
         dp = msg.datapath
         parser, ofp = dp.ofproto_parser, dp.ofproto
-        eth = packet.Packet(msg.data).get_protocol(ethernet.ethernet)
+        pkt = packet.Packet(msg.data)
+        eth = pkt.get_protocol(ethernet.ethernet)
         if eth is None:
             return
         in_port = msg.match["in_port"]
+        if self.fabric is not None and flows.is_vip_arp_request(pkt, self.fabric):
+            reply = flows.arp_reply(pkt, self.fabric)
+            dp.send_msg(parser.OFPPacketOut(dp, buffer_id=ofp.OFP_NO_BUFFER,
+                                            match=parser.OFPMatch(in_port=ofp.OFPP_CONTROLLER),
+                                            actions=[parser.OFPActionOutput(in_port)],
+                                            data=reply))
+            return
         decision = self.macs.packet_in(dp.id, in_port, eth.src, eth.dst)
         out = ofp.OFPP_FLOOD if decision.out_port == FLOOD else decision.out_port
         actions = [parser.OFPActionOutput(out)]
         if decision.install:
             self._add_flow(dp, 10, parser.OFPMatch(eth_dst=eth.dst), actions)
         data = msg.data if msg.buffer_id == ofp.OFP_NO_BUFFER else None
-        if dp.ofproto.OFP_VERSION >= ofproto_v1_5.OFP_VERSION:
-            out_msg = parser.OFPPacketOut(dp, buffer_id=msg.buffer_id, match=msg.match,
-                                          actions=actions, data=data)
-        else:
-            out_msg = parser.OFPPacketOut(dp, buffer_id=msg.buffer_id, in_port=in_port,
-                                          actions=actions, data=data)
-        dp.send_msg(out_msg)
+        dp.send_msg(parser.OFPPacketOut(dp, buffer_id=msg.buffer_id, match=msg.match,
+                                        actions=actions, data=data))
+
+    @set_ev_cls([ofp_event.EventOFPBarrierReply, ofp_event.EventOFPGroupStatsReply,
+                 ofp_event.EventOFPPortStatsReply], MAIN_DISPATCHER)
+    @guarded
+    def on_reply(self, ev):
+        waiter = self.waiters.get(ev.msg.xid)
+        if waiter is not None:
+            waiter[1].append(ev.msg)
+            waiter[0].set()
 
     def _add_flow(self, dp, priority, match, actions):
         parser, ofp = dp.ofproto_parser, dp.ofproto
         inst = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions)]
         dp.send_msg(parser.OFPFlowMod(dp, priority=priority, match=match, instructions=inst))
 
+    # -- requests that wait for the switch -----------------------------------------------
+    def _request(self, dp, msg):
+        """Send msg and wait for the reply with its xid (a barrier or a stats reply)."""
+        dp.set_xid(msg)
+        event, replies = hub.Event(), []
+        self.waiters[msg.xid] = (event, replies)
+        try:
+            dp.send_msg(msg)
+            if not event.wait(timeout=REPLY_TIMEOUT_S):
+                raise ApiError(500, f"switch {dp.id} did not answer in {REPLY_TIMEOUT_S} s")
+            return replies[0]
+        finally:
+            self.waiters.pop(msg.xid, None)
+
+    def _edge(self):
+        if self.fabric is None:
+            raise ApiError(400, "this controller was started without a fabric")
+        dp = self.datapaths.get(self.fabric.edge_dpid)
+        if dp is None:
+            raise ApiError(400, f"edge switch {self.fabric.edge_dpid} is not connected")
+        return dp
+
+    def _apply(self, new: Fabric) -> dict:
+        dp = self._edge()
+        *changes, barrier = flows.program(dp, self.fabric, new)
+        for msg in changes:
+            dp.send_msg(msg)
+        self._request(dp, barrier)
+        self.fabric = new
+        self._persist()
+        return new.to_json()
+
     # -- control API ---------------------------------------------------------------------
     def api_state(self, _body: dict) -> dict:
-        return {"datapaths": sorted(self.datapaths), "macs": self.macs.to_json()}
+        return {"datapaths": sorted(self.datapaths), "macs": self.macs.to_json(),
+                "fabric": self.fabric.to_json() if self.fabric else None}
+
+    def api_policy(self, body: dict) -> dict:
+        self._edge()
+        try:
+            new = replace(self.fabric, policy=body.get("policy", self.fabric.policy),
+                          fields=body.get("fields", self.fabric.fields))
+        except ConfigError as exc:
+            raise ApiError(400, str(exc)) from None
+        return self._apply(new)
+
+    def _changed(self, body: dict, **changes) -> Fabric:
+        self._edge()
+        try:
+            return self.fabric.with_node(str(body.get("name")), **changes)
+        except ConfigError as exc:
+            raise ApiError(400, str(exc)) from None
+
+    def api_node(self, body: dict, active: bool) -> dict:
+        return self._apply(self._changed(body, active=active))
+
+    def api_weight(self, body: dict) -> dict:
+        weight = body.get("weight")
+        if not isinstance(weight, int) or weight < 0:
+            raise ApiError(400, "weight must be an integer >= 0")
+        return self._apply(self._changed(body, weight=weight))
+
+    def api_counters(self, _body: dict) -> dict:
+        dp = self._edge()
+        parser, ofp = dp.ofproto_parser, dp.ofproto
+        ports = self._request(dp, parser.OFPPortStatsRequest(dp, 0, ofp.OFPP_ANY))
+        result = {"ports": {str(s.port_no): {"tx_packets": s.tx_packets, "tx_bytes": s.tx_bytes,
+                                             "rx_packets": s.rx_packets, "rx_bytes": s.rx_bytes}
+                            for s in ports.body}, "buckets": {}}
+        if self.fabric.policy in ("select13", "select15"):
+            groups = self._request(dp, parser.OFPGroupStatsRequest(dp, 0, self.fabric.group_id))
+            for g in groups.body:
+                result["buckets"] = {str(i): b.packet_count
+                                     for i, b in enumerate(g.bucket_stats)}
+        return result

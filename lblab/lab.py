@@ -88,6 +88,7 @@ class Lab:
         self.extra_addresses: set[str] = set()
         """Addresses inside the lab that Mininet does not know (VIPs on loopbacks, ...)."""
         self._stack = contextlib.ExitStack()
+        self._controller: ProcRecord | None = None
         self._logs: list[IO] = []
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -140,23 +141,39 @@ class Lab:
         self.controller_api = free_loopback_port()
         cfg_path = self.owned.run_dir / "controller.json"
         errors = self.file("controller-errors.log")
-        cfg = {**spec.config, "api_port": self.controller_api, "error_log": str(errors)}
+        cfg = {**spec.config, "api_port": self.controller_api, "error_log": str(errors),
+               "state_file": str(self.file("controller-state.json"))}
         cfg_path.write_text(json.dumps(cfg))
         errors.write_text("")
+        self.start_controller()
+
+    def start_controller(self) -> None:
+        """Start (or restart) the controller on the lab's loopback ports."""
+        assert self.owned is not None and self.controller_spec is not None
         manager = Path(sys.executable).with_name("osken-manager")
         argv = [str(manager), "--ofp-listen-host", "127.0.0.1",
-                "--ofp-tcp-listen-port", str(self.controller_port), spec.app]
-        env = {**os.environ, "LBLAB_CONTROLLER_CONFIG": str(cfg_path),
+                "--ofp-tcp-listen-port", str(self.controller_port), self.controller_spec.app]
+        env = {**os.environ, "LBLAB_CONTROLLER_CONFIG": str(self.file("controller.json")),
                "LBLAB_LAB": self.name}
         log = self._open_log("controller.log")
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True, cwd=str(Path(__file__).parent.parent))
-        self._track(proc.pid, "controller")
+        self._controller = self._track(proc.pid, "controller")
         wait_until(lambda: proc.poll() is None and tcp_answers("127.0.0.1", self.controller_port)
                    and tcp_answers("127.0.0.1", self.controller_api),
-                   timeout=spec.ready_timeout,
+                   timeout=self.controller_spec.ready_timeout,
                    what=f"the controller to listen on 127.0.0.1:{self.controller_port} "
                         f"(log: {log.name})")
+
+    def stop_controller(self) -> None:
+        """Kill the controller (the switches keep their flows: fail mode secure)."""
+        stop_all([self._controller])
+
+    def wait_connected(self) -> None:
+        assert self.controller_spec is not None
+        wait_until(lambda: all(sw.connected() for sw in self.net.switches),
+                   timeout=self.controller_spec.ready_timeout,
+                   what="every switch to connect to the controller")
 
     @property
     def controller_errors(self) -> str:
@@ -210,9 +227,12 @@ class Lab:
                     if intf.name != "lo":
                         self.run(host.name, ["ethtool", "-K", intf.name, *OFFLOADS])
         if self.controller_spec is not None:
-            wait_until(lambda: all(sw.connected() for sw in self.net.switches),
-                       timeout=self.controller_spec.ready_timeout,
-                       what="every switch to connect to the controller")
+            for sw in self.net.switches:
+                for uuid in sw.controllerUUIDs():
+                    # Reconnect within a second after a controller restart (default: 8 s).
+                    subprocess.run(["ovs-vsctl", "--timeout=10", "set", "controller", uuid,
+                                    "max_backoff=1000"], check=True, capture_output=True)
+            self.wait_connected()
 
     def _stop_network(self) -> None:
         if self.net is not None:
@@ -245,6 +265,22 @@ class Lab:
         self.owned.add_process(record)
         self._stack.callback(lambda: stop_all([record]))
         return record
+
+    def controller_api_call(self, method: str, path: str, body: dict | None = None) -> dict:
+        """Call the controller's loopback JSON API; a refusal becomes a LabError."""
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(f"http://127.0.0.1:{self.controller_api}{path}",
+                                     method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=15) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
+            raise LabError(f"controller {method} {path}: {detail}") from None
 
     def run(self, node: str, argv: list[str], *, check: bool = True,
             timeout: float = 30.0, stdin: str | None = None) -> str:

@@ -58,6 +58,10 @@ class L4Config:
     """`ct count over N drop` for new flows: a cap that never evicts (0: none)."""
     ct_timeouts: dict[str, int] = field(default_factory=dict)
     """e.g. {"tcp_timeout_time_wait": 5}: names under net.netfilter.nf_conntrack_."""
+    vip_on_loopback: bool = False
+    """Anycast: the VIP lives on `lo` (with arp_ignore) so only the fabric steers to it."""
+    tcp_loose: bool = True
+    """False: a mid-stream packet of a flow this node never saw is invalid, not adopted."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -114,7 +118,11 @@ class L4Node:
     def start(self) -> L4Node:
         node = self.cfg.name
         self._write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
-        if self.cfg.synproxy:
+        if self.cfg.vip_on_loopback:
+            self._write_sysctl("/proc/sys/net/ipv4/conf/all/arp_ignore", "1")
+            self._write_sysctl("/proc/sys/net/ipv4/conf/all/arp_announce", "2")
+            self.lab.run(node, ["ip", "addr", "add", f"{self.cfg.vip}/32", "dev", "lo"])
+        if self.cfg.synproxy or not self.cfg.tcp_loose:
             self._write_sysctl(CT_SYSCTL.format("tcp_loose"), "0")
         path = self.lab.file(f"{node}.nft")
         path.write_text(render(self.cfg))

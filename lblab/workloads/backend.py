@@ -3,7 +3,8 @@
     python -m lblab.workloads.backend CONFIG.json
 
 Data plane (inside the backend's namespace, on its lab address):
-  GET /            one unit of work through the capacity model; `X-Backend` names us
+  GET /            one unit of work through the capacity model; `X-Backend` names us and
+                   `X-Peer` the address that reached us (behind NAT: which LB node)
   GET /bytes/N     the same, with an N-byte body (download-heavy workloads)
   GET /health      shallow check: 200 unless hung
   GET /health/deep checks the dependency: 503 while it is down
@@ -90,6 +91,7 @@ class Backend:
     @web.middleware
     async def conn_limit(self, req: web.Request, handler) -> web.StreamResponse:
         resp = await handler(req)
+        resp.headers["X-Peer"] = req.remote or ""
         limit = self.cfg.max_requests_per_conn
         if limit and req.transport is not None:
             served = self.per_conn.get(req.transport, 0) + 1

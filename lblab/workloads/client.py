@@ -28,7 +28,7 @@ from lblab.workloads.loop import run_loop
 from lblab.workloads.retry import Policy, make_policy
 
 RECORD_FIELDS = ["id", "attempt", "intended_s", "sent_s", "done_s", "latency_ms", "status",
-                 "outcome", "backend", "target"]
+                 "outcome", "backend", "peer", "target"]
 HIST_MAX_US = 120_000_000
 
 
@@ -156,28 +156,31 @@ class Client:
                        intended: float, target: str) -> str:
         sent = self.now()
         self.policy.on_attempt(attempt, sent)
-        status, backend, error = None, "", None
+        status, backend, peer, error = None, "", "", None
         try:
             timeout = aiohttp.ClientTimeout(total=self.cfg.timeout_s)
             async with session.get(target, timeout=timeout) as resp:
                 await resp.read()
                 status, backend = resp.status, resp.headers.get("X-Backend", "")
+                peer = resp.headers.get("X-Peer", "")
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             error = exc
         outcome = classify(status, error)
         self.policy.on_outcome(outcome == "ok", self.now())
-        self._record(rid, attempt, intended, sent, self.now(), status, outcome, backend, target)
+        self._record(rid, attempt, intended, sent, self.now(), status, outcome, backend, target,
+                     peer)
         return outcome
 
     def _record(self, rid: int, attempt: int, intended: float, sent: float | None,
                 done: float | None, status: int | None, outcome: str, backend: str,
-                target: str) -> None:
+                target: str, peer: str = "") -> None:
         self.rows.append({
             "id": rid, "attempt": attempt, "intended_s": round(intended, 6),
             "sent_s": "" if sent is None else round(sent, 6),
             "done_s": "" if done is None else round(done, 6),
             "latency_ms": "" if done is None else round((done - intended) * 1000, 3),
-            "status": status or "", "outcome": outcome, "backend": backend, "target": target,
+            "status": status or "", "outcome": outcome, "backend": backend, "peer": peer,
+            "target": target,
         })
 
     def write(self) -> None:
