@@ -10,6 +10,7 @@ from lblab.errors import UsageError
 
 CATALOGUE: dict[str, str] = {
     "conntrack-exhaustion": "experiments.conntrack_exhaustion",
+    "ecmp-rehash": "experiments.ecmp_rehash",
 }
 
 

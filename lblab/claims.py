@@ -1,9 +1,10 @@
 """Claims: the quantitative statement an experiment reproduces, and its verdict.
 
 A claim holds a prediction computed from the run's own parameters (never a constant copied
-from a good run), the measured value, and how the two are compared. Three comparisons cover
-what the experiments state: `within` a relative tolerance, `at_most` a bound, `at_least` a
-bound. A claim whose measurement is missing does not hold.
+from a good run), the measured value, and how the two are compared: `within` a relative
+tolerance, `near` an absolute one (for fractions, where the sampling error is known, e.g. a
+binomial standard error), `at_most` or `at_least` a bound. A claim whose measurement is
+missing does not hold.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-Comparison = Literal["within", "at_most", "at_least"]
+Comparison = Literal["within", "near", "at_most", "at_least"]
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,8 @@ class Claim:
     measured: float | None
     comparison: Comparison
     tolerance: float = 0.0
-    """For `within`: the allowed relative error. For bounds: an absolute slack, usually 0."""
+    """`within`: the allowed relative error; `near`: the allowed absolute error; bounds: an
+    absolute slack, usually 0."""
     note: str = ""
 
     @property
@@ -35,6 +37,8 @@ class Claim:
             if p == 0:
                 return abs(m) <= self.tolerance
             return abs(m - p) <= self.tolerance * abs(p)
+        if self.comparison == "near":
+            return abs(m - p) <= self.tolerance
         if self.comparison == "at_most":
             return m <= p + self.tolerance
         return m >= p - self.tolerance
@@ -45,6 +49,8 @@ class Claim:
             if self.predicted == 0:
                 return f"|measured| <= {self.tolerance:g}"
             return f"within ±{self.tolerance:.0%}"
+        if self.comparison == "near":
+            return f"±{self.tolerance:.3g}"
         sign = "<=" if self.comparison == "at_most" else ">="
         slack = f" ± {self.tolerance:g}" if self.tolerance else ""
         return f"measured {sign} predicted{slack}"
@@ -64,6 +70,18 @@ class Claim:
 def within(id: str, statement: str, predicted: float, measured: float | None,
            rel: float, note: str = "") -> Claim:
     return Claim(id, statement, float(predicted), _num(measured), "within", rel, note)
+
+
+def near(id: str, statement: str, predicted: float, measured: float | None,
+         tol: float, note: str = "") -> Claim:
+    return Claim(id, statement, float(predicted), _num(measured), "near", tol, note)
+
+
+def binomial_tolerance(p: float, n: int, sigmas: float = 3.0) -> float:
+    """`sigmas` standard errors of a fraction p estimated from n trials (at least 1/n)."""
+    import math
+
+    return max(sigmas * math.sqrt(max(p * (1 - p), 0.0) / max(n, 1)), 1 / max(n, 1))
 
 
 def at_most(id: str, statement: str, bound: float, measured: float | None,

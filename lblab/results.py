@@ -13,13 +13,17 @@ import io
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+from lblab.errors import UsageError
+
 RESULT = "result.json"
 RUNNING = "RUNNING"
+ERROR = "error.json"
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
@@ -56,8 +60,14 @@ class RunFolder:
         self.dir = root / experiment
 
     def begin(self) -> None:
+        """Start from an empty folder: a rerun must not mix its logs and series with the
+        previous run's. Only a folder lblab made (or an empty one) is cleared."""
+        if self.dir.exists() and any(self.dir.iterdir()):
+            if not any((self.dir / marker).exists() for marker in (RESULT, RUNNING, ERROR)):
+                raise UsageError(f"{self.dir} exists and is not an lblab results folder; "
+                                 "pick another --out")
+            shutil.rmtree(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / RESULT).unlink(missing_ok=True)
         atomic_write(self.dir / RUNNING, f"pid {os.getpid()} started {time.ctime()}\n")
 
     def path(self, name: str) -> Path:

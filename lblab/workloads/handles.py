@@ -20,6 +20,7 @@ from lblab.errors import LabError
 from lblab.ready import wait_until
 from lblab.workloads.backend import BackendConfig
 from lblab.workloads.client import ClientConfig
+from lblab.workloads.conns import ConnsConfig
 
 
 class _UnixHTTP(http.client.HTTPConnection):
@@ -97,3 +98,43 @@ def run_client(lab: Any, node: str, cfg: ClientConfig, out_dir: Path,
 def read_records(path: Path) -> list[dict]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+class ConnsHandle:
+    """A running long-lived-connections prober (lblab.workloads.conns)."""
+
+    def __init__(self, lab: Any, proc: Any, cfg: ConnsConfig) -> None:
+        self.lab, self.proc, self.cfg = lab, proc, cfg
+
+    def wait_ready(self, timeout: float) -> None:
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise LabError(f"connection prober exited ({self.proc.returncode}) early")
+            return Path(self.cfg.ready).exists()
+
+        wait_until(ready, timeout=timeout,
+                   what=f"{self.cfg.connections} connections to answer once")
+
+    def stop(self) -> list[dict]:
+        Path(self.cfg.stop).write_text("stop")
+        try:
+            code = self.proc.wait(timeout=self.cfg.timeout_s * 2 + self.cfg.interval_s + 10)
+        except Exception:
+            raise LabError("connection prober did not stop") from None
+        if code != 0:
+            raise LabError(f"connection prober failed (exit {code}); see its log")
+        return read_records(Path(self.cfg.records))
+
+
+def start_conns(lab: Any, node: str, cfg: ConnsConfig, out_dir: Path, tag: str) -> ConnsHandle:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg.records = str(out_dir / f"{tag}-conns.csv")
+    cfg.ready = str(lab.file(f"conns-{tag}.ready"))
+    cfg.stop = str(lab.file(f"conns-{tag}.stop"))
+    for marker in (cfg.ready, cfg.stop):
+        Path(marker).unlink(missing_ok=True)
+    cfg_path = lab.file(f"conns-{tag}.json")
+    cfg_path.write_text(json.dumps(asdict(cfg)))
+    proc = lab.spawn(node, [sys.executable, "-m", "lblab.workloads.conns", str(cfg_path)],
+                     name=f"conns-{tag}")
+    return ConnsHandle(lab, proc, cfg)

@@ -34,3 +34,12 @@ def test_repeats_report_mean_and_spread():
     assert row["measured"] == pytest.approx(11.0)
     assert row["spread"] == pytest.approx(2.0)
     assert row["runs_holding"] == 2 and row["holds"] is True
+
+
+def test_near_is_absolute_and_binomial_tolerance_shrinks_with_n():
+    assert C.near("c", "s", 0.25, 0.29, 0.05).holds
+    assert not C.near("c", "s", 0.25, 0.31, 0.05).holds
+    assert C.near("c", "s", 0.25, 0.29, 0.05).tolerance_text == "±0.05"
+    assert C.binomial_tolerance(0.25, 1000) < C.binomial_tolerance(0.25, 100)
+    assert C.binomial_tolerance(0.25, 600) == pytest.approx(3 * (0.25 * 0.75 / 600) ** 0.5)
+    assert C.binomial_tolerance(0.0, 50) == pytest.approx(1 / 50)

@@ -58,3 +58,19 @@ def test_compare_draws_shared_metrics(tmp_path):
     assert (tmp_path / "cmp" / "exp--broken.png").exists()
     assert experiment_folders(tmp_path / "a") == [tmp_path / "a" / "exp"]
     assert json.loads((tmp_path / "a" / "exp" / "result.json").read_text())["claims"]
+
+
+def test_a_rerun_starts_from_an_empty_folder(tmp_path):
+    folder = fake_result(tmp_path, "exp", 1.0)
+    (folder.dir / "logs").mkdir()
+    (folder.dir / "logs" / "old.log").write_text("old")
+    folder.begin()
+    assert not (folder.dir / "logs").exists()
+
+
+def test_a_foreign_folder_is_never_cleared(tmp_path):
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "thesis.tex").write_text("precious")
+    with pytest.raises(UsageError, match="is not an lblab results folder"):
+        RunFolder(tmp_path, "exp").begin()
+    assert (tmp_path / "exp" / "thesis.tex").exists()

@@ -1,0 +1,135 @@
+"""The os-ken app built with fake datapaths: every handler and API route is called, and
+nothing lands in the error log."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+from os_ken.lib.packet import arp, ethernet, packet
+
+from controllers.api import ApiError
+from lblab.anycast import fabric as anycast_fabric
+from tests.unit.test_flows import FakeDatapath
+
+
+class AnsweringDatapath(FakeDatapath):
+    """Answers barriers and stats requests at once, as a switch would."""
+
+    def __init__(self, app, dpid):
+        super().__init__()
+        self.app, self.id = app, dpid
+
+    def send_msg(self, msg):
+        super().send_msg(msg)
+        name = type(msg).__name__
+        if name == "OFPBarrierRequest":
+            reply = SimpleNamespace(xid=msg.xid)
+        elif name == "OFPPortStatsRequest":
+            reply = SimpleNamespace(xid=msg.xid, body=[SimpleNamespace(
+                port_no=101, tx_packets=5, tx_bytes=500, rx_packets=1, rx_bytes=60)])
+        elif name == "OFPGroupStatsRequest":
+            reply = SimpleNamespace(xid=msg.xid, body=[SimpleNamespace(
+                bucket_stats=[SimpleNamespace(packet_count=3)])])
+        else:
+            return
+        self.app.on_reply(SimpleNamespace(msg=reply))
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    cfg = {"error_log": str(tmp_path / "errors.log"), "state_file": str(tmp_path / "state.json"),
+           "fabric": anycast_fabric(4, 1, "select15").to_json()}
+    (tmp_path / "c.json").write_text(json.dumps(cfg))
+    (tmp_path / "errors.log").write_text("")
+    monkeypatch.setenv("LBLAB_CONTROLLER_CONFIG", str(tmp_path / "c.json"))
+    from controllers.fabric_app import FabricApp
+
+    app = FabricApp()
+    yield app
+    assert (tmp_path / "errors.log").read_text() == "", "the app logged errors"
+
+
+def connect(app, dpid):
+    dp = AnsweringDatapath(app, dpid)
+    app.on_features(SimpleNamespace(msg=SimpleNamespace(datapath=dp)))
+    return dp
+
+
+def arp_request(target):
+    p = packet.Packet()
+    p.add_protocol(ethernet.ethernet(dst="ff:ff:ff:ff:ff:ff", src="00:00:00:00:00:0a",
+                                     ethertype=0x0806))
+    p.add_protocol(arp.arp(opcode=arp.ARP_REQUEST, src_mac="00:00:00:00:00:0a",
+                           src_ip="10.0.1.1", dst_mac="00:00:00:00:00:00", dst_ip=target))
+    p.serialize()
+    return bytes(p.data)
+
+
+def packet_in(app, dp, data, port=1):
+    msg = SimpleNamespace(datapath=dp, data=data, match={"in_port": port},
+                          buffer_id=dp.ofproto.OFP_NO_BUFFER)
+    app.on_packet_in(SimpleNamespace(msg=msg))
+
+
+def test_edge_switch_gets_the_fabric_and_others_only_learning(app):
+    edge, other = connect(app, 1), connect(app, 2)
+    assert any(type(m).__name__ == "OFPGroupMod" for m in edge.sent)
+    assert not any(type(m).__name__ == "OFPGroupMod" for m in other.sent)
+    for m in edge.sent + other.sent:
+        m.serialize()
+
+
+def test_vip_arp_is_answered_and_other_packets_are_learned(app):
+    dp = connect(app, 1)
+    packet_in(app, dp, arp_request("10.0.0.100"))
+    reply = dp.sent[-1]
+    assert type(reply).__name__ == "OFPPacketOut"
+    assert packet.Packet(reply.data).get_protocol(arp.arp).src_mac == app.fabric.vmac
+    packet_in(app, dp, arp_request("10.0.1.2"), port=3)
+    assert app.macs.tables[1]["00:00:00:00:00:0a"] == 3
+
+
+def test_api_changes_membership_and_policy_and_persists_them(app, tmp_path):
+    connect(app, 1)
+    assert app.api_node({"name": "lb4"}, active=True)["nodes"][3]["active"] is True
+    assert app.api_policy({"policy": "maglev"})["policy"] == "maglev"
+    assert app.api_weight({"name": "lb1", "weight": 2})["nodes"][0]["weight"] == 2
+    saved = json.loads((tmp_path / "state.json").read_text())
+    assert saved["policy"] == "maglev" and saved["nodes"][3]["active"]
+    counters = app.api_counters({})
+    assert counters["ports"]["101"]["tx_packets"] == 5
+    assert app.api_state({})["fabric"]["policy"] == "maglev"
+
+
+def test_restarted_app_resumes_from_its_state_file(app, tmp_path):
+    connect(app, 1)
+    app.api_node({"name": "lb4"}, active=True)
+    from controllers.fabric_app import FabricApp
+
+    again = FabricApp()
+    assert [n.active for n in again.fabric.nodes] == [True] * 4
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda a: a.api_node({"name": "lb9"}, active=True), "no LB node named 'lb9'"),
+    (lambda a: a.api_policy({"policy": "ecmp"}), "policy 'ecmp' is not one of"),
+    (lambda a: a.api_weight({"name": "lb1", "weight": -1}), "weight must be an integer >= 0"),
+])
+def test_api_refuses_bad_requests(app, call, message):
+    connect(app, 1)
+    with pytest.raises(ApiError, match=message):
+        call(app)
+
+
+def test_api_says_when_the_edge_is_not_connected(app):
+    with pytest.raises(ApiError, match="edge switch 1 is not connected"):
+        app.api_node({"name": "lb4"}, active=True)
+
+
+def test_switch_errors_are_logged(app, tmp_path):
+    dp = connect(app, 1)
+    app.on_error(SimpleNamespace(msg=SimpleNamespace(datapath=dp, type=4, code=5, data=b"x")))
+    assert "OpenFlow error from switch 1" in (tmp_path / "errors.log").read_text()
+    (tmp_path / "errors.log").write_text("")
