@@ -29,3 +29,12 @@ def test_conntrack_exhaustion_quick(tmp_path):
     assert result["environment"]["git"]["commit"]
     assert (tmp_path / "conntrack-exhaustion" / "occupancy.png").exists()
     assert (tmp_path / "conntrack-exhaustion" / "occupancy.csv").exists()
+
+
+def test_ecmp_rehash_quick(tmp_path):
+    code, result, failing = run_quick("ecmp-rehash", tmp_path)
+    assert not failing, failing
+    assert code == 0
+    assert result["variants"]["modulo_n/add"]["broken_fraction"] > \
+        result["variants"]["maglev/add"]["broken_fraction"]
+    assert (tmp_path / "ecmp-rehash" / "broken-fraction.png").exists()
