@@ -63,6 +63,8 @@ def _print_claims(root: Path) -> None:
     from lblab.results import experiment_folders, load_result
 
     table = Table("experiment", "claim", "predicted", "measured", "tolerance", "verdict")
+    for column in table.columns[:2]:
+        column.overflow = "fold"
     for folder in experiment_folders(root):
         result = load_result(folder)
         if not result:
