@@ -11,6 +11,7 @@ from lblab.errors import UsageError
 CATALOGUE: dict[str, str] = {
     "conntrack-exhaustion": "experiments.conntrack_exhaustion",
     "ecmp-rehash": "experiments.ecmp_rehash",
+    "retry-storm": "experiments.retry_storm",
 }
 
 

@@ -90,6 +90,7 @@ class Lab:
         self._stack = contextlib.ExitStack()
         self._controller: ProcRecord | None = None
         self._logs: list[IO] = []
+        self._log_of: dict[int, Path] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> Lab:
@@ -309,6 +310,7 @@ class Lab:
         full_env = {**os.environ, "LBLAB_LAB": self.name, **(env or {})}
         proc = self.host(node).popen(argv, stdout=log, stderr=subprocess.STDOUT, env=full_env)
         self._track(proc.pid, name)
+        self._log_of[proc.pid] = Path(log.name)
         return proc
 
     def stop_process(self, proc: subprocess.Popen) -> None:
@@ -332,8 +334,13 @@ class Lab:
 
         def ready() -> bool:
             if proc is not None and proc.poll() is not None:
+                log = self._log_of.get(proc.pid)
+                last = ""
+                if log is not None and log.exists():
+                    lines = log.read_text(errors="replace").strip().splitlines()
+                    last = f": {lines[-1].strip()}" if lines else ""
                 raise LabError(f"{node}: process exited ({proc.returncode}) before "
-                               f"listening on port {port}")
+                               f"listening on port {port} (log {log}){last}")
             return port in listening_ports(pid)
 
         wait_until(ready, timeout=timeout, what=f"{node} to listen on TCP port {port}")

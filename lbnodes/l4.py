@@ -29,6 +29,9 @@ HASH_FIELDS = {
     "5tuple": "ip saddr . tcp sport . ip daddr . tcp dport",
 }
 DISPATCH = ("numgen", "jhash")
+MODES = ("nat", "router", "forward", "dsr")
+"""nat: DNAT + masquerade; router: stateful forwarding (conntrack drops what it never saw);
+forward: stateless forwarding; dsr: L2 re-addressing to backends that answer directly."""
 CT_SYSCTL = "/proc/sys/net/netfilter/nf_conntrack_{}"
 
 
@@ -38,6 +41,8 @@ class Backend:
     ip: str
     port: int = 80
     weight: int = 1
+    mac: str = ""
+    """Needed in DSR mode, where the node picks a backend by its MAC."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,9 @@ class L4Config:
     """Anycast: the VIP lives on `lo` (with arp_ignore) so only the fabric steers to it."""
     tcp_loose: bool = True
     """False: a mid-stream packet of a flow this node never saw is invalid, not adopted."""
+    front_ifname: str = ""
+    back_mac: str = ""
+    """DSR: the interface frames arrive on, and the source MAC they leave with."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -74,6 +82,16 @@ class L4Config:
         for b in self.backends:
             if b.weight < 1:
                 problems.append(f"backend {b.name}: weight must be >= 1")
+        if self.mode not in MODES:
+            problems.append(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
+        if self.mode == "dsr":
+            if self.dispatch != "jhash":
+                problems.append("dsr needs dispatch=jhash (numgen would spray one flow's "
+                                "packets over backends: there is no conntrack to pin it)")
+            if not self.front_ifname or not self.back_mac:
+                problems.append("dsr needs front_ifname and back_mac")
+            if any(not b.mac for b in self.backends):
+                problems.append("dsr needs every backend's mac")
         if self.dispatch not in DISPATCH:
             problems.append(f"dispatch {self.dispatch!r} is not one of {', '.join(DISPATCH)}")
         if self.hash_fields not in HASH_FIELDS:
@@ -98,15 +116,24 @@ def slot_map(backends: tuple[Backend, ...]) -> list[Backend]:
 
 
 def render(cfg: L4Config) -> str:
+    if cfg.mode in ("router", "forward"):
+        return TEMPLATES.get_template("l4_router.nft.j2").render(cfg=cfg)
     slots = slot_map(cfg.backends)
     if cfg.dispatch == "numgen":
         dispatch = f"numgen inc mod {len(slots)}"
     else:
         dispatch = (f"jhash {HASH_FIELDS[cfg.hash_fields]} mod {len(slots)} "
                     f"seed {cfg.hash_seed:#x}")
+    if cfg.mode == "dsr":
+        entries = ", ".join(f"{i} : {b.mac}" for i, b in enumerate(slots))
+        return TEMPLATES.get_template("l4_dsr.nft.j2").render(cfg=cfg, dispatch=dispatch,
+                                                             slots=entries)
     entries = ", ".join(f"{i} : {b.ip} . {b.port}" for i, b in enumerate(slots))
     return TEMPLATES.get_template("l4_nat.nft.j2").render(cfg=cfg, dispatch=dispatch,
                                                          slots=entries)
+
+
+TABLE_FAMILY = {"nat": "ip", "router": "ip", "forward": "ip", "dsr": "netdev"}
 
 
 class L4Node:
@@ -128,10 +155,14 @@ class L4Node:
         path.write_text(render(self.cfg))
         self.lab.run(node, ["nft", "-f", str(path)])
         self.set_ct_timeouts(self.cfg.ct_timeouts)
-        rules = self.lab.run(node, ["nft", "list", "table", "ip", "lblab_l4"])
-        if "dnat ip to" not in rules:
+        rules = self.lab.run(node, ["nft", "list", "table", self.family, "lblab_l4"])
+        if "counter" not in rules:
             raise UsageError(f"L4 node {node}: ruleset did not load")
         return self
+
+    @property
+    def family(self) -> str:
+        return TABLE_FAMILY[self.cfg.mode]
 
     def set_ct_timeouts(self, timeouts: dict[str, int]) -> None:
         """Change conntrack timeouts in this node only (they are per-namespace)."""
@@ -149,8 +180,8 @@ class L4Node:
 
     # -- readers -------------------------------------------------------------------------
     def counters(self) -> dict[str, dict[str, int]]:
-        out = self.lab.run(self.cfg.name, ["nft", "-j", "list", "counters", "table", "ip",
-                                           "lblab_l4"])
+        out = self.lab.run(self.cfg.name, ["nft", "-j", "list", "counters", "table",
+                                           self.family, "lblab_l4"])
         result = {}
         for item in json.loads(out)["nftables"]:
             if "counter" in item:
@@ -179,6 +210,14 @@ class L4Node:
             if len(cols) > 3 and cols[0] == "tcp":
                 states[cols[3]] = states.get(cols[3], 0) + 1
         return states
+
+
+def prepare_dsr_backend(lab: Any, node: str, vip: str) -> None:
+    """A DSR backend holds the VIP on lo and never answers ARP for it (arp_ignore=1,
+    arp_announce=2), so only the LB node attracts the VIP's traffic. Per-namespace settings."""
+    for key, value in (("arp_ignore", "1"), ("arp_announce", "2")):
+        lab.run(node, ["sysctl", "-q", "-w", f"net.ipv4.conf.all.{key}={value}"])
+    lab.run(node, ["ip", "addr", "add", f"{vip}/32", "dev", "lo"])
 
 
 def conntrack_object_size() -> int | None:

@@ -194,6 +194,8 @@ class Client:
             "latency_ms": {f"p{q:g}": self.hist.get_value_at_percentile(q) / 1000
                            for q in (50, 90, 99, 99.9)} if self.hist.total_count else {},
             "hdr": self.hist.encode().decode() if self.hist.total_count else "",
+            "policy_events": [{"t": round(t, 4), "state": state, "failures": failures}
+                              for t, state, failures in getattr(self.policy, "transitions", [])],
         }
         tmp = Path(self.cfg.summary).with_suffix(".tmp")
         tmp.write_text(json.dumps(summary, indent=1))

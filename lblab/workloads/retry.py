@@ -135,7 +135,7 @@ class Breaker(Policy):
 
     def _move(self, state: str, now: float) -> None:
         self.state = state
-        self.transitions.append((now, state))
+        self.transitions.append((now, state, self.failures))
 
     def allow(self, now: float) -> bool:
         if self.state == "open" and now - self.opened_at >= self.cooldown_s:
@@ -149,9 +149,9 @@ class Breaker(Policy):
     def on_outcome(self, ok: bool, now: float) -> None:
         self.inner.on_outcome(ok, now)
         if ok:
-            self.failures = 0
             if self.state != "closed":
                 self._move("closed", now)
+            self.failures = 0
             return
         self.failures += 1
         if self.state == "half_open" or (self.state == "closed"

@@ -38,3 +38,13 @@ def test_ecmp_rehash_quick(tmp_path):
     assert result["variants"]["modulo_n/add"]["broken_fraction"] > \
         result["variants"]["maglev/add"]["broken_fraction"]
     assert (tmp_path / "ecmp-rehash" / "broken-fraction.png").exists()
+
+
+def test_retry_storm_quick(tmp_path):
+    code, result, failing = run_quick("retry-storm", tmp_path)
+    assert not failing, failing
+    assert code == 0
+    v = result["variants"]
+    assert v["layered"]["amplification_slowdown"] > v["naive"]["amplification_slowdown"] > \
+        v["budget-10"]["amplification_slowdown"] > v["breaker"]["amplification_slowdown"]
+    assert (tmp_path / "retry-storm" / "amplification.png").exists()

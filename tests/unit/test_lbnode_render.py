@@ -21,6 +21,15 @@ L4_CASES = {
         "l4-eth1", dispatch="jhash", hash_fields="saddr", hash_seed=7),
     "l4_synproxy_cap.nft": l4.L4Config("l4", "10.0.0.1", 80, B, "l4-eth1", synproxy=True,
                                        flow_cap=1000),
+    "l4_router_synproxy.nft": l4.L4Config("r1", "10.0.0.1", 80, B, "r1-eth1", mode="router",
+                                          synproxy=True, flow_cap=500),
+    "l4_forward.nft": l4.L4Config("r1", "10.0.0.1", 80, B, "r1-eth1", mode="forward"),
+    "l4_dsr.nft": l4.L4Config(
+        "lb1", "10.0.0.100", 80,
+        tuple(l4.Backend(f"b{i}", f"10.1.1.{i}", 80, mac=f"00:00:00:00:02:0{i}")
+              for i in (1, 2, 3)),
+        "lb1-eth1", mode="dsr", dispatch="jhash", hash_fields="5tuple",
+        front_ifname="lb1-eth0", back_mac="00:00:00:00:01:81"),
 }
 
 
@@ -40,8 +49,11 @@ def test_weights_become_map_slots():
 def test_l4_ruleset_parses_in_nft(name, tmp_path):
     path = tmp_path / name
     path.write_text(l4.render(L4_CASES[name]))
-    res = subprocess.run(["unshare", "-n", "nft", "-c", "-f", str(path)], capture_output=True,
-                         text=True, check=False)
+    cfg = L4_CASES[name]
+    setup = (f"ip link add {cfg.front_ifname} type veth peer name {cfg.backend_ifname} && "
+             if cfg.mode == "dsr" else "")
+    res = subprocess.run(["unshare", "-n", "sh", "-c", f"{setup}nft -c -f {path}"],
+                         capture_output=True, text=True, check=False)
     if res.returncode != 0 and "Operation not permitted" in res.stderr:
         pytest.skip("unshare needs root")
     assert res.returncode == 0, res.stderr
@@ -79,6 +91,9 @@ BAD_L4 = [
     (dict(hash_fields="mac"), "hash_fields 'mac' is not one of"),
     (dict(backends=(l4.Backend("b", "10.1.1.1", weight=0),)), "backend b: weight must be >= 1"),
     (dict(ct_timeouts={"tcp; rm": 1}), "is not a sysctl name"),
+    (dict(mode="ipvs"), "mode 'ipvs' is not one of"),
+    (dict(mode="dsr", dispatch="numgen"), "dsr needs dispatch=jhash"),
+    (dict(mode="dsr", dispatch="jhash"), "dsr needs front_ifname and back_mac"),
 ]
 
 

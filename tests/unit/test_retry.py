@@ -59,6 +59,7 @@ def test_breaker_opens_after_exactly_threshold_consecutive_failures():
         assert b.state == "closed"
     b.on_outcome(False, 4)
     assert b.state == "open" and not b.allow(5.0)
+    assert b.transitions == [(4, "open", 5)]
 
 
 def test_breaker_half_opens_after_cooldown_and_closes_on_success():
@@ -68,7 +69,8 @@ def test_breaker_half_opens_after_cooldown_and_closes_on_success():
     assert b.allow(12.0) and b.state == "half_open"
     b.on_outcome(True, 12.1)
     assert b.state == "closed"
-    assert [s for _, s in b.transitions] == ["open", "half_open", "closed"]
+    assert [s for _, s, _ in b.transitions] == ["open", "half_open", "closed"]
+    assert b.transitions[0][2] == 1
 
 
 def test_breaker_reopens_when_the_probe_fails():
