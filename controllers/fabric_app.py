@@ -4,9 +4,11 @@ Handlers are a few lines each: they hand events to the pure modules of this pack
 (`l2` for learning, `policies` and `flows` for the anycast VIP) and send what those return.
 
 Configuration: the JSON file named by $LBLAB_CONTROLLER_CONFIG (written by lblab.lab):
-  api_port, error_log, state_file, and optionally `fabric` (see policies.Fabric).
-The control API listens on 127.0.0.1 only:
-  GET  /state                      datapaths, fabric, learned MACs
+  api_port, error_log, state_file, and optionally `fabrics`: a list of policies.Fabric, one
+  per edge switch (an anycast VIP's edge; or each side of a routed tier, hashed separately).
+The control API listens on 127.0.0.1 only; "dpid" in a body picks the fabric (default: the
+first one):
+  GET  /state                      datapaths, fabrics, learned MACs
   POST /fabric/policy              {"policy": ..., "fields": ...}
   POST /fabric/nodes/add|remove    {"name": ...}      (remove keeps the node running)
   POST /fabric/nodes/weight        {"name": ..., "weight": N}   (0 drains new flows)
@@ -73,7 +75,7 @@ class FabricApp(app_manager.OSKenApp):
         self.datapaths: dict[int, object] = {}
         self.error_log = self.config.get("error_log")
         self.state_file = self.config.get("state_file")
-        self.fabric: Fabric | None = self._initial_fabric()
+        self.fabrics: dict[int, Fabric] = self._initial_fabrics()
         self.waiters: dict[int, tuple[hub.Event, list]] = {}
         port = self.config.get("api_port")
         if port:
@@ -88,19 +90,24 @@ class FabricApp(app_manager.OSKenApp):
             server = hub.WSGIServer(("127.0.0.1", int(port)), make_wsgi(routes, self.log_error))
             hub.spawn(server.serve_forever)
 
-    def _initial_fabric(self) -> Fabric | None:
+    def _initial_fabrics(self) -> dict[int, Fabric]:
+        listed = self.config.get("fabrics", [])
         if self.state_file and os.path.exists(self.state_file):
             with open(self.state_file) as f:
-                return Fabric.from_json(json.load(f))
-        if "fabric" in self.config:
-            return Fabric.from_json(self.config["fabric"])
-        return None
+                listed = json.load(f)
+        fabrics = [Fabric.from_json(d) for d in listed]
+        return {f.edge_dpid: f for f in fabrics}
+
+    @property
+    def fabric(self) -> Fabric | None:
+        """The first fabric: what the API changes when a request names no dpid."""
+        return next(iter(self.fabrics.values()), None)
 
     def _persist(self) -> None:
-        if self.state_file and self.fabric is not None:
+        if self.state_file:
             tmp = f"{self.state_file}.tmp"
             with open(tmp, "w") as f:
-                json.dump(self.fabric.to_json(), f)
+                json.dump([fab.to_json() for fab in self.fabrics.values()], f)
             os.replace(tmp, self.state_file)
 
     # -- errors --------------------------------------------------------------------------
@@ -128,8 +135,9 @@ class FabricApp(app_manager.OSKenApp):
         parser, ofp = dp.ofproto_parser, dp.ofproto
         to_controller = [parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)]
         self._add_flow(dp, 0, parser.OFPMatch(), to_controller)
-        if self.fabric is not None and dp.id == self.fabric.edge_dpid:
-            for msg in flows.program(dp, None, self.fabric):
+        fabric = self.fabrics.get(dp.id)
+        if fabric is not None:
+            for msg in flows.program(dp, None, fabric):
                 dp.send_msg(msg)
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
@@ -143,8 +151,9 @@ class FabricApp(app_manager.OSKenApp):
         if eth is None:
             return
         in_port = msg.match["in_port"]
-        if self.fabric is not None and flows.is_vip_arp_request(pkt, self.fabric):
-            reply = flows.arp_reply(pkt, self.fabric)
+        fabric = self.fabrics.get(dp.id)
+        if fabric is not None and flows.is_vip_arp_request(pkt, fabric):
+            reply = flows.arp_reply(pkt, fabric)
             dp.send_msg(parser.OFPPacketOut(dp, buffer_id=ofp.OFP_NO_BUFFER,
                                             match=parser.OFPMatch(in_port=ofp.OFPP_CONTROLLER),
                                             actions=[parser.OFPActionOutput(in_port)],
@@ -187,63 +196,61 @@ class FabricApp(app_manager.OSKenApp):
         finally:
             self.waiters.pop(msg.xid, None)
 
-    def _edge(self):
-        if self.fabric is None:
+    def _target(self, body: dict) -> tuple[object, Fabric]:
+        """The edge datapath and fabric a request is about ("dpid", default the first)."""
+        if not self.fabrics:
             raise ApiError(400, "this controller was started without a fabric")
-        dp = self.datapaths.get(self.fabric.edge_dpid)
+        dpid = body.get("dpid", self.fabric.edge_dpid)
+        fabric = self.fabrics.get(dpid)
+        if fabric is None:
+            raise ApiError(400, f"no fabric on switch {dpid}; fabrics: {sorted(self.fabrics)}")
+        dp = self.datapaths.get(dpid)
         if dp is None:
-            raise ApiError(400, f"edge switch {self.fabric.edge_dpid} is not connected")
-        return dp
+            raise ApiError(400, f"edge switch {dpid} is not connected")
+        return dp, fabric
 
-    def _apply(self, new: Fabric) -> dict:
-        dp = self._edge()
-        *changes, barrier = flows.program(dp, self.fabric, new)
+    def _apply(self, body: dict, change) -> dict:
+        dp, fabric = self._target(body)
+        try:
+            new = change(fabric)
+        except ConfigError as exc:
+            raise ApiError(400, str(exc)) from None
+        *changes, barrier = flows.program(dp, fabric, new)
         for msg in changes:
             dp.send_msg(msg)
         self._request(dp, barrier)
-        self.fabric = new
+        self.fabrics[new.edge_dpid] = new
         self._persist()
         return new.to_json()
 
     # -- control API ---------------------------------------------------------------------
     def api_state(self, _body: dict) -> dict:
         return {"datapaths": sorted(self.datapaths), "macs": self.macs.to_json(),
-                "fabric": self.fabric.to_json() if self.fabric else None}
+                "fabric": self.fabric.to_json() if self.fabric else None,
+                "fabrics": [f.to_json() for f in self.fabrics.values()]}
 
     def api_policy(self, body: dict) -> dict:
-        self._edge()
-        try:
-            new = replace(self.fabric, policy=body.get("policy", self.fabric.policy),
-                          fields=body.get("fields", self.fabric.fields))
-        except ConfigError as exc:
-            raise ApiError(400, str(exc)) from None
-        return self._apply(new)
-
-    def _changed(self, body: dict, **changes) -> Fabric:
-        self._edge()
-        try:
-            return self.fabric.with_node(str(body.get("name")), **changes)
-        except ConfigError as exc:
-            raise ApiError(400, str(exc)) from None
+        return self._apply(body, lambda f: replace(f, policy=body.get("policy", f.policy),
+                                                   fields=body.get("fields", f.fields)))
 
     def api_node(self, body: dict, active: bool) -> dict:
-        return self._apply(self._changed(body, active=active))
+        return self._apply(body, lambda f: f.with_node(str(body.get("name")), active=active))
 
     def api_weight(self, body: dict) -> dict:
         weight = body.get("weight")
         if not isinstance(weight, int) or weight < 0:
             raise ApiError(400, "weight must be an integer >= 0")
-        return self._apply(self._changed(body, weight=weight))
+        return self._apply(body, lambda f: f.with_node(str(body.get("name")), weight=weight))
 
-    def api_counters(self, _body: dict) -> dict:
-        dp = self._edge()
+    def api_counters(self, body: dict) -> dict:
+        dp, fabric = self._target(body)
         parser, ofp = dp.ofproto_parser, dp.ofproto
         ports = self._request(dp, parser.OFPPortStatsRequest(dp, 0, ofp.OFPP_ANY))
         result = {"ports": {str(s.port_no): {"tx_packets": s.tx_packets, "tx_bytes": s.tx_bytes,
                                              "rx_packets": s.rx_packets, "rx_bytes": s.rx_bytes}
                             for s in ports.body}, "buckets": {}}
-        if self.fabric.policy in ("select13", "select15"):
-            groups = self._request(dp, parser.OFPGroupStatsRequest(dp, 0, self.fabric.group_id))
+        if fabric.policy in ("select13", "select15"):
+            groups = self._request(dp, parser.OFPGroupStatsRequest(dp, 0, fabric.group_id))
             for g in groups.body:
                 result["buckets"] = {str(i): b.packet_count
                                      for i, b in enumerate(g.bucket_stats)}

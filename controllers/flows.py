@@ -78,7 +78,9 @@ def _to_node(parser: Any, node: Node) -> list[Any]:
 
 
 def _vip_match(parser: Any, fabric: Fabric) -> Any:
-    return parser.OFPMatch(eth_type=ether.ETH_TYPE_IP, ipv4_dst=fabric.vip)
+    address, mask = fabric.destination
+    dst = address if mask == "255.255.255.255" else (address, mask)
+    return parser.OFPMatch(eth_type=ether.ETH_TYPE_IP, eth_dst=fabric.vmac, ipv4_dst=dst)
 
 
 def _flow(dp: Any, table: int, priority: int, match: Any, actions: list[Any],

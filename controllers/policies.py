@@ -14,6 +14,7 @@ Fields: 5tuple, symmetric (same hash both directions), src_ip.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -69,6 +70,10 @@ class Fabric:
     maglev_size: int = 0
     """0: the smallest prime above 100 x the number of nodes known."""
     group_id: int = 1
+    match_dst: str = ""
+    """What the fabric steers: IPv4 packets to `vmac` whose destination is in this prefix
+    (e.g. a server subnet behind routers). Empty: the VIP itself. `vip` is always the
+    address the controller answers ARP for (an anycast VIP, or a virtual gateway)."""
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -85,6 +90,16 @@ class Fabric:
             raise ConfigError("node weights must be >= 0")
         if self.maglev_size and not maglev.is_prime(self.maglev_size):
             raise ConfigError(f"maglev_size {self.maglev_size} must be prime")
+        try:
+            ipaddress.IPv4Network(self.match_dst or self.vip)
+        except ValueError:
+            raise ConfigError(f"match_dst {self.match_dst!r} is not an IPv4 prefix") from None
+
+    @property
+    def destination(self) -> tuple[str, str]:
+        """(address, netmask) that the fabric's flows match."""
+        net = ipaddress.IPv4Network(self.match_dst or f"{self.vip}/32")
+        return str(net.network_address), str(net.netmask)
 
     @property
     def live(self) -> list[Node]:
@@ -118,6 +133,7 @@ class Fabric:
 
     def to_json(self) -> dict:
         return {"edge_dpid": self.edge_dpid, "vip": self.vip, "vmac": self.vmac,
+                "match_dst": self.match_dst,
                 "policy": self.policy, "fields": self.fields, "maglev_size": self.maglev_size,
                 "table_size": self.table_size if self.policy == "maglev" else None,
                 "nodes": [vars(n) for n in self.nodes], "limits": LIMITS[self.policy]}
@@ -130,7 +146,8 @@ class Fabric:
         return cls(edge_dpid=int(data["edge_dpid"]), vip=data["vip"], vmac=data["vmac"],
                    nodes=nodes, policy=data.get("policy", "select15"),
                    fields=data.get("fields", "5tuple"),
-                   maglev_size=int(data.get("maglev_size", 0)))
+                   maglev_size=int(data.get("maglev_size", 0)),
+                   match_dst=data.get("match_dst", ""))
 
 
 # -- what a policy predicts: its algorithm run on ideal uniform hashes -----------------------

@@ -73,7 +73,7 @@ def anycast_lab(name: str, *, clients: int = 1, lbs: int = 4, spares: int = 1,
                 backends: int = 3, policy: str = "select15", fields: str = "5tuple",
                 log_dir: Any = None, **backend_settings: Any) -> Iterator[AnycastLab]:
     topo = TwoTierTopo(clients=clients, lbs=lbs, backends=backends)
-    spec = ControllerSpec(config={"fabric": fabric(lbs, spares, policy, fields).to_json()})
+    spec = ControllerSpec(config={"fabrics": [fabric(lbs, spares, policy, fields).to_json()]})
     with Lab(name, topo, controller=spec, log_dir=log_dir) as lab:
         lab.extra_addresses.add(ANYCAST_VIP)
         handles = [start_backend(lab, f"b{i}", backend_ip(i), port=BACKEND_PORT,

@@ -40,7 +40,7 @@ class AnsweringDatapath(FakeDatapath):
 @pytest.fixture
 def app(tmp_path, monkeypatch):
     cfg = {"error_log": str(tmp_path / "errors.log"), "state_file": str(tmp_path / "state.json"),
-           "fabric": anycast_fabric(4, 1, "select15").to_json()}
+           "fabrics": [anycast_fabric(4, 1, "select15").to_json()]}
     (tmp_path / "c.json").write_text(json.dumps(cfg))
     (tmp_path / "errors.log").write_text("")
     monkeypatch.setenv("LBLAB_CONTROLLER_CONFIG", str(tmp_path / "c.json"))
@@ -96,7 +96,7 @@ def test_api_changes_membership_and_policy_and_persists_them(app, tmp_path):
     assert app.api_node({"name": "lb4"}, active=True)["nodes"][3]["active"] is True
     assert app.api_policy({"policy": "maglev"})["policy"] == "maglev"
     assert app.api_weight({"name": "lb1", "weight": 2})["nodes"][0]["weight"] == 2
-    saved = json.loads((tmp_path / "state.json").read_text())
+    (saved,) = json.loads((tmp_path / "state.json").read_text())
     assert saved["policy"] == "maglev" and saved["nodes"][3]["active"]
     counters = app.api_counters({})
     assert counters["ports"]["101"]["tx_packets"] == 5
@@ -121,6 +121,12 @@ def test_api_refuses_bad_requests(app, call, message):
     connect(app, 1)
     with pytest.raises(ApiError, match=message):
         call(app)
+
+
+def test_api_names_an_unknown_fabric(app):
+    connect(app, 1)
+    with pytest.raises(ApiError, match=r"no fabric on switch 7; fabrics: \[1\]"):
+        app.api_node({"name": "lb4", "dpid": 7}, active=True)
 
 
 def test_api_says_when_the_edge_is_not_connected(app):
