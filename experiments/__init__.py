@@ -12,6 +12,7 @@ CATALOGUE: dict[str, str] = {
     "conntrack-exhaustion": "experiments.conntrack_exhaustion",
     "ecmp-rehash": "experiments.ecmp_rehash",
     "retry-storm": "experiments.retry_storm",
+    "asymmetric-routing": "experiments.asymmetric_routing",
 }
 
 

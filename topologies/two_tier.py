@@ -11,9 +11,12 @@
     b1 ... bK                       (10.1.1.k/16)
 
 LB nodes have one leg on each side; clients and backends never see each other's subnet, so
-every byte between them crosses an LB node (NAT, or a full proxy such as HAProxy). LB node i
-has the fixed MAC 00:00:00:00:01:i and sits on port 100+i of s1, so a controller can be told
-where each node is before the network exists (anycast: the edge spreads a VIP over them).
+every byte between them crosses an LB node (NAT, or a full proxy such as HAProxy) unless
+`return_router` adds `rt` (10.0.0.250 / 10.1.0.250, port 200 on both switches), a plain
+router for replies that bypass the LB (DSR). LB node i has the fixed MACs 00:00:00:00:01:i
+(front) and 00:00:00:00:01:8i (back) and sits on port 100+i of both switches; backend i has
+00:00:00:00:02:i on port i of s2. So a controller can be told where each node is before the
+network exists.
 `lb_bw` (Mbit/s) shapes each LB node's links with htb to make the LB the bottleneck.
 
 Plain Mininet can load it:  mn --custom topologies/two_tier.py --topo twotier,clients=2
@@ -46,6 +49,19 @@ def lb_mac(i: int) -> str:
     return f"00:00:00:00:01:{i:02x}"
 
 
+def lb_back_mac(i: int) -> str:
+    return f"00:00:00:00:01:{0x80 + i:02x}"
+
+
+def backend_mac(i: int) -> str:
+    return f"00:00:00:00:02:{i:02x}"
+
+
+RETURN_ROUTER_FRONT = "10.0.0.250"
+RETURN_ROUTER_BACK = "10.1.0.250"
+RETURN_ROUTER_PORT = 200
+
+
 def lb_edge_port(i: int) -> int:
     return 100 + i
 
@@ -58,7 +74,7 @@ class TwoTierTopo(Topo):
     """N clients, M LB nodes with a front and a back leg, K backends."""
 
     def build(self, clients: int = 2, lbs: int = 1, backends: int = 3,
-              lb_names: str = "", lb_bw: float = 0.0) -> None:
+              lb_names: str = "", lb_bw: float = 0.0, return_router: bool = False) -> None:
         names = [n for n in lb_names.split(",") if n] or [f"lb{i}" for i in range(1, lbs + 1)]
         front, back = self.addSwitch("s1", dpid="1"), self.addSwitch("s2", dpid="2")
         shaping = {"bw": lb_bw} if lb_bw else {}
@@ -68,9 +84,16 @@ class TwoTierTopo(Topo):
         for i, name in enumerate(names, start=1):
             node = self.addHost(name, ip=f"{lb_front_ip(i)}/{FRONT_PREFIX}", mac=lb_mac(i))
             self.addLink(node, front, port2=lb_edge_port(i), **shaping)
-            self.addLink(node, back, params1={"ip": f"{lb_back_ip(i)}/{BACK_PREFIX}"}, **shaping)
+            self.addLink(node, back, port2=lb_edge_port(i), addr1=lb_back_mac(i),
+                         params1={"ip": f"{lb_back_ip(i)}/{BACK_PREFIX}"}, **shaping)
         for i in range(1, backends + 1):
-            self.addLink(self.addHost(f"b{i}", ip=f"{backend_ip(i)}/{BACK_PREFIX}"), back)
+            self.addLink(self.addHost(f"b{i}", ip=f"{backend_ip(i)}/{BACK_PREFIX}",
+                                      mac=backend_mac(i)), back, port2=i)
+        if return_router:
+            rt = self.addHost("rt", ip=f"{RETURN_ROUTER_FRONT}/{FRONT_PREFIX}")
+            self.addLink(rt, front, port2=RETURN_ROUTER_PORT)
+            self.addLink(rt, back, port2=RETURN_ROUTER_PORT,
+                         params1={"ip": f"{RETURN_ROUTER_BACK}/{BACK_PREFIX}"})
 
 
 topos = {"twotier": TwoTierTopo}

@@ -48,3 +48,11 @@ def test_retry_storm_quick(tmp_path):
     assert v["layered"]["amplification_slowdown"] > v["naive"]["amplification_slowdown"] > \
         v["budget-10"]["amplification_slowdown"] > v["breaker"]["amplification_slowdown"]
     assert (tmp_path / "retry-storm" / "amplification.png").exists()
+
+
+def test_asymmetric_routing_quick(tmp_path):
+    code, result, failing = run_quick("asymmetric-routing", tmp_path)
+    assert not failing, failing
+    assert code == 0
+    assert sum(result["variants"]["symmetric"]["invalid_drops"].values()) == 0
+    assert (tmp_path / "asymmetric-routing" / "asymmetric.png").exists()
