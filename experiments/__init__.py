@@ -13,6 +13,7 @@ CATALOGUE: dict[str, str] = {
     "ecmp-rehash": "experiments.ecmp_rehash",
     "retry-storm": "experiments.retry_storm",
     "asymmetric-routing": "experiments.asymmetric_routing",
+    "dsr": "experiments.dsr",
 }
 
 

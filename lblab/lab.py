@@ -190,7 +190,9 @@ class Lab:
         from mininet.node import OVSSwitch, RemoteController
 
         assert self.owned is not None
-        setLogLevel("warning")
+        # "critical": Mininet prints tc's harmless htb quantum warnings as "*** Error";
+        # real failures still raise.
+        setLogLevel("critical")
         datapath = "kernel" if self.caps.datapath == "kernel" else "user"
         fail_mode = "secure" if self.controller_spec else "standalone"
 

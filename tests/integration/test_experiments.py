@@ -56,3 +56,12 @@ def test_asymmetric_routing_quick(tmp_path):
     assert code == 0
     assert sum(result["variants"]["symmetric"]["invalid_drops"].values()) == 0
     assert (tmp_path / "asymmetric-routing" / "asymmetric.png").exists()
+
+
+def test_dsr_quick(tmp_path):
+    code, result, failing = run_quick("dsr", tmp_path)
+    assert not failing, failing
+    assert code == 0
+    v = result["variants"]
+    assert v["dsr"]["lb_conntrack_entries"] == 0 and v["nat"]["lb_conntrack_entries"] > 0
+    assert (tmp_path / "dsr" / "dsr.png").exists()
