@@ -23,7 +23,7 @@ class Outcome:
     claims: list[Claim]
     notes: list[str] = field(default_factory=list)
     topology: dict[str, Any] = field(default_factory=dict)
-    sysctls_changed: dict[str, str] = field(default_factory=dict)
+    sysctls_changed: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass

@@ -85,6 +85,7 @@ class Lab:
         self.owned: owned_mod.Owned | None = None
         self.controller_port: int | None = None
         self.controller_api: int | None = None
+        self.sysctl_log: list[dict[str, str]] = []
         self.extra_addresses: set[str] = set()
         """Addresses inside the lab that Mininet does not know (VIPs on loopbacks, ...)."""
         self._stack = contextlib.ExitStack()
@@ -108,9 +109,15 @@ class Lab:
             raise
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         with signals_blocked():
-            self._stack.close()
+            try:
+                self._stack.close()
+            except LabError as teardown:
+                if exc is None:
+                    raise
+                # Keep the body's exception: it is the cause. Say what teardown found too.
+                print(f"lblab: also, during teardown: {teardown}", file=sys.stderr)
 
     def _preflight(self) -> None:
         present = owned_mod.ovs_bridges()
@@ -265,8 +272,9 @@ class Lab:
     def _track(self, pid: int, name: str) -> ProcRecord:
         assert self.owned is not None
         record = ProcRecord.of(pid, name)
-        self.owned.add_process(record)
+        # Stop step first: even if persisting the record fails, the process is stopped.
         self._stack.callback(lambda: stop_all([record]))
+        self.owned.add_process(record)
         return record
 
     def controller_api_call(self, method: str, path: str, body: dict | None = None) -> dict:
@@ -347,12 +355,29 @@ class Lab:
 
         wait_until(ready, timeout=timeout, what=f"{node} to listen on TCP port {port}")
 
+    @contextlib.contextmanager
+    def global_sysctl(self, path: str, value: str) -> Iterator[str]:
+        """Change a machine-wide sysctl for the block only (restored on every exit path,
+        and by `lblab clean` after a crash); yields the old value."""
+        assert self.owned is not None
+        target = Path(path)
+        old = target.read_text().strip()
+        self.owned.add_sysctl(path, old)
+        self.sysctl_log.append({"path": path, "old": old, "new": value})
+        try:
+            target.write_text(value)
+            yield old
+        finally:
+            target.write_text(old)
+            self.owned.forget_sysctl(path)
+
     def set_global_sysctl(self, path: str, value: str) -> str:
         """Change a machine-wide sysctl; the old value is saved and restored at teardown."""
         assert self.owned is not None
         target = Path(path)
         old = target.read_text().strip()
         self.owned.add_sysctl(path, old)
+        self.sysctl_log.append({"path": path, "old": old, "new": value})
 
         def restore() -> None:
             target.write_text(old)
@@ -363,8 +388,9 @@ class Lab:
         return old
 
     @property
-    def sysctls_changed(self) -> dict[str, str]:
-        return dict(self.owned.sysctls) if self.owned else {}
+    def sysctls_changed(self) -> list[dict[str, str]]:
+        """Every global sysctl this lab changed (and restored): for the result."""
+        return list(self.sysctl_log)
 
 
 def _topo_shapes(topo: Any) -> bool:

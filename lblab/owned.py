@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def runtime_dir() -> Path:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
 
@@ -56,6 +57,8 @@ class Owned:
     """The state file; fixed when the lab is claimed, so it never moves mid-run."""
     run_dir: Path = field(default=Path(), compare=False)
     """The lab's own folder: configs, sockets. Removed with the lab."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+    """Experiments spawn from several threads (a flood beside a client): one writer at a time."""
 
     def __post_init__(self) -> None:
         if self.path == Path():
@@ -65,6 +68,10 @@ class Owned:
 
     # -- persistence -------------------------------------------------------------------
     def save(self) -> None:
+        with self._lock:
+            self._save()
+
+    def _save(self) -> None:
         data = {
             "lab": self.lab, "owner_pid": self.owner_pid, "owner_start": self.owner_start,
             "bridges": self.bridges, "links": self.links,

@@ -107,7 +107,8 @@ def git_state(repo: Path) -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
-def provenance(caps: Any, sysctls_changed: dict[str, str], argv: list[str]) -> dict[str, Any]:
+def provenance(caps: Any, sysctls_changed: list[dict[str, str]],
+               argv: list[str]) -> dict[str, Any]:
     repo = Path(__file__).resolve().parent.parent
     return {
         "git": git_state(repo),

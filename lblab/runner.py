@@ -93,8 +93,8 @@ def run_one(mod: Any, params: Any, out: Path, *, seed: int, repeat: int, lab: st
         "params": asdict(params),
         "seed": seed,
         "repeat": repeat,
-        "environment": provenance(caps, {k: v for o in outcomes
-                                         for k, v in o.sysctls_changed.items()}, sys.argv),
+        "environment": provenance(caps, [c for o in outcomes for c in o.sysctls_changed],
+                                  sys.argv),
         "variants": last.variants if repeat == 1 else {f"rep-{i + 1}": o.variants
                                                        for i, o in enumerate(outcomes)},
         "claims": claims,

@@ -24,7 +24,11 @@ def test_conntrack_exhaustion_quick(tmp_path):
     code, result, failing = run_quick("conntrack-exhaustion", tmp_path)
     assert not failing, failing
     assert code == 0
-    assert {"churn", "short-timeout", "keep-alive"} == set(result["variants"])
+    assert {"churn", "short-timeout", "keep-alive", "spread", "syn-flood", "synproxy",
+            "small-table"} == set(result["variants"])
+    changed = result["environment"]["sysctls_changed"]
+    assert changed and changed[0]["path"].endswith("nf_conntrack_max")
+    assert open("/proc/sys/net/netfilter/nf_conntrack_max").read().strip() == changed[0]["old"]
     assert result["variants"]["keep-alive"]["reuse_factor"] > 5
     assert result["environment"]["git"]["commit"]
     assert (tmp_path / "conntrack-exhaustion" / "occupancy.png").exists()

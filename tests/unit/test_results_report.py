@@ -15,7 +15,7 @@ def fake_result(root, name, measured):
     folder.finish({
         "experiment": name, "title": "T", "summary": "S", "params": {"rate": 1},
         "environment": {"git": {"commit": "abc", "dirty": False}, "kernel": "k",
-                        "datapath": "user", "sysctls_changed": {}, "argv": ["lblab"],
+                        "datapath": "user", "sysctls_changed": [], "argv": ["lblab"],
                         "capabilities": {"tools": {"nft": "1"}}},
         "variants": {"naive": {"broken": measured, "label": "x"}},
         "claims": [{"id": "c1", "statement": "s", "predicted": 1.0, "measured": measured,
