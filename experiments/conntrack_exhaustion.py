@@ -75,7 +75,7 @@ class Params:
     keepalive_requests: int = param(20, "requests per connection in keep-alive (the reuse "
                                     "factor k)", min=2, max=10_000)
     measure_s: float = param(20.0, "steady-state seconds measured after the table fills",
-                             min=3, max=3600)
+                             min=2, max=3600)
     backends: int = param(3, "backends behind the node", min=1, max=20)
     service_ms: float = param(5.0, "mean backend service time", min=0, max=1000)
     sample_s: float = param(0.5, "seconds between occupancy samples", min=0.1, max=10)
