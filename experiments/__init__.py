@@ -14,6 +14,7 @@ CATALOGUE: dict[str, str] = {
     "retry-storm": "experiments.retry_storm",
     "asymmetric-routing": "experiments.asymmetric_routing",
     "dsr": "experiments.dsr",
+    "cgnat-skew": "experiments.cgnat_skew",
 }
 
 

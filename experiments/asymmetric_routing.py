@@ -36,7 +36,7 @@ from lblab.results import write_csv
 from lblab.workloads.client import ClientConfig
 from lblab.workloads.handles import run_client, start_backend
 from lbnodes.l4 import Backend, L4Config, L4Node
-from topologies.two_tier import TwoTierTopo, backend_ip, lb_back_mac, lb_edge_port, lb_mac
+from topologies.two_tier import ROLES, TwoTierTopo, backend_ip, lb_back_mac, lb_edge_port, lb_mac
 
 NAME = "asymmetric-routing"
 TITLE = "Asymmetric ECMP through stateful routers"
@@ -140,9 +140,7 @@ def run(ctx: RunContext) -> Outcome:
     write_csv(ctx.folder.path("invalid-drops.csv"), rows)
     notes = [f"controller errors: {errors!r}"] if errors else []
     return Outcome(variants=variants, claims=_claims(p, variants), notes=notes,
-                   topology=plots.topology_of(topo, {"c": "client", "s1": "switch-front",
-                                                     "l": "lb", "s2": "switch-back",
-                                                     "b": "backend"}))
+                   topology=plots.topology_of(topo, ROLES))
 
 
 def _delta(before: dict, after: dict, name: str) -> int:

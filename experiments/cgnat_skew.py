@@ -30,9 +30,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from lbnodes.cgnat import add_addresses, start_cgnat
-from lbnodes.l4 import Backend, L4Config, L4Node
-from lbnodes.l7 import L7Config, L7Node, Server
 from lblab import claims as C
 from lblab import plots
 from lblab.experiment import Outcome, RunContext
@@ -41,7 +38,10 @@ from lblab.params import param
 from lblab.results import write_csv
 from lblab.workloads.client import ClientConfig
 from lblab.workloads.handles import run_client, start_backend
-from topologies.cgnat import CgnatTopo, cgnat_inside_ip, user_ip
+from lbnodes.cgnat import add_addresses, start_cgnat
+from lbnodes.l4 import Backend, L4Config, L4Node
+from lbnodes.l7 import L7Config, L7Node, Server
+from topologies.cgnat import ROLES, CgnatTopo, cgnat_inside_ip, user_ip
 
 NAME = "cgnat-skew"
 TITLE = "CGNAT skew: source hashing vs 5-tuple, power of two choices, bounded loads"
@@ -129,9 +129,7 @@ def run(ctx: RunContext) -> Outcome:
                            for b, s in variants[policy]["shares"].items()]
     write_csv(ctx.folder.path("shares.csv"), share_rows)
     return Outcome(variants=variants, claims=_claims(p, variants),
-                   topology=plots.topology_of(topo, {"u": "client", "g": "cgnat", "c": "client",
-                                                     "s1": "switch-front", "l": "lb",
-                                                     "s2": "switch-back", "b": "backend"}))
+                   topology=plots.topology_of(topo, ROLES))
 
 
 def _l7_config(p: Params, name: str, servers: tuple) -> L7Config:
@@ -260,11 +258,12 @@ def plot(folder: Path) -> list[Path]:
     ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.25))
     made.append(plots.save(fig, folder / "shares.png"))
 
-    fig, ax = plots.figure(7, 4.5)
+    fig, ax = plots.figure(8.5, 4.5)
+    markers = "osD^vP*Xh"
     for i, n in enumerate(names):
-        ax.scatter(v[n]["stickiness"], v[n]["jain"], s=80, color=plots.PALETTE[i % 8])
-        ax.annotate(n, (v[n]["stickiness"], v[n]["jain"]), fontsize=8, xytext=(5, 3),
-                    textcoords="offset points")
+        ax.scatter(v[n]["stickiness"], v[n]["jain"], s=90, color=plots.PALETTE[i % 8],
+                   marker=markers[i % len(markers)], label=n, alpha=0.85)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.set_xlabel("stickiness (share of a user's requests on its main backend)")
     ax.set_ylabel("Jain's fairness index over backends")
     ax.set_title("The stickiness / fairness trade-off")

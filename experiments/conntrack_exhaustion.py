@@ -51,7 +51,7 @@ from lblab.workloads.client import ClientConfig
 from lblab.workloads.floods import syn_flood
 from lblab.workloads.handles import run_client, start_backend
 from lbnodes.l4 import CT_SYSCTL, Backend, L4Config, L4Node, conntrack_object_size
-from topologies.two_tier import TwoTierTopo, backend_ip, lb_back_ip, lb_front_ip
+from topologies.two_tier import ROLES, TwoTierTopo, backend_ip, lb_back_ip, lb_front_ip
 
 NAME = "conntrack-exhaustion"
 TITLE = "Conntrack state on an L4 NAT node: Little's law, timeouts, keep-alive"
@@ -170,9 +170,7 @@ def run(ctx: RunContext) -> Outcome:
                                                   "conntrack_max": ctx.caps.conntrack_max})
     notes = _notes(objsize, ctx.caps.conntrack_max) + _flood_notes(variants, sysctls, p, ctx)
     return Outcome(variants=variants, claims=_claims(p, variants, objsize),
-                   notes=notes, topology=plots.topology_of(
-                       topo, {"c": "client", "s1": "switch-front", "l": "lb",
-                              "s2": "switch-back", "b": "backend"}),
+                   notes=notes, topology=plots.topology_of(topo, ROLES),
                    sysctls_changed=sysctls)
 
 

@@ -33,6 +33,7 @@ from lblab.workloads.handles import run_client, start_backend
 from lbnodes.l4 import Backend, L4Config, L4Node, prepare_dsr_backend
 from topologies.two_tier import (
     RETURN_ROUTER_BACK,
+    ROLES,
     TwoTierTopo,
     backend_ip,
     backend_mac,
@@ -126,8 +127,7 @@ def run(ctx: RunContext) -> Outcome:
         f"{variants['dsr']['lb_packets_toward_clients']} packets toward clients and saw no "
         "response, so it can neither health-check on responses nor report status codes or "
         "latency; with NAT it tracked every connection in conntrack."],
-        topology=plots.topology_of(topo, {"c": "client", "s1": "switch-front", "l": "lb",
-                                          "rt": "other", "s2": "switch-back", "b": "backend"}))
+        topology=plots.topology_of(topo, ROLES))
 
 
 def _clear(lab: Lab) -> None:

@@ -35,7 +35,7 @@ from lblab.params import param
 from lblab.results import write_csv, write_json
 from lblab.workloads.conns import ConnsConfig
 from lblab.workloads.handles import start_conns
-from topologies.two_tier import ANYCAST_VIP, lb_back_ip
+from topologies.two_tier import ANYCAST_VIP, ROLES, lb_back_ip
 
 NAME = "ecmp-rehash"
 TITLE = "ECMP/anycast membership changes over stateful LB nodes"
@@ -122,8 +122,7 @@ def run(ctx: RunContext) -> Outcome:
     with anycast_lab(ctx.lab_name, lbs=p.lbs + 1, spares=1, backends=p.backends,
                      policy=p.policies[0], fields=p.fields, service_ms=1,
                      log_dir=ctx.folder.path("logs")) as any_lab:
-        topology = plots.topology_of(any_lab.lab.topo, {
-            "c": "client", "s1": "switch-front", "l": "lb", "s2": "switch-back", "b": "backend"})
+        topology = plots.topology_of(any_lab.lab.topo, ROLES)
         for policy in p.policies:
             for phase in PHASES:
                 ctx.step(f"{policy}: {phase} with {p.connections} connections")

@@ -43,7 +43,7 @@ from lblab.sampler import Sampler
 from lblab.workloads.client import ClientConfig
 from lblab.workloads.handles import run_client, start_backend
 from lbnodes.l7 import L7Config, L7Node, Server
-from topologies.two_tier import TwoTierTopo, backend_ip, lb_front_ip
+from topologies.two_tier import ROLES, TwoTierTopo, backend_ip, lb_front_ip
 
 NAME = "retry-storm"
 TITLE = "Retry storms: amplification, budgets, breakers and recovery"
@@ -195,9 +195,7 @@ def run(ctx: RunContext) -> Outcome:
              f"load above capacity; this run's queue is {p.queue}, so naive retries recover "
              "once the slow work drains: measured, reported as it is."]
     return Outcome(variants=variants, claims=_claims(p, variants, events), notes=notes,
-                   topology=plots.topology_of(topo, {"c": "client", "s1": "switch-front",
-                                                     "l": "lb", "s2": "switch-back",
-                                                     "b": "backend"}))
+                   topology=plots.topology_of(topo, ROLES))
 
 
 def _schedule_faults(handles: list, p: Params, origin: float):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lbnodes.l4 import TEMPLATES
+from lbnodes.common import TEMPLATES
 
 
 def render(name: str, public_ifname: str) -> str:

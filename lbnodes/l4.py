@@ -12,16 +12,14 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from lblab.errors import UsageError
+from lbnodes.common import TEMPLATES, Backend
 
-TEMPLATES = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+__all__ = ["Backend", "L4Config", "L4Node", "render", "conntrack_object_size",
+           "prepare_dsr_backend", "CT_SYSCTL", "TEMPLATES"]
+
 
 HASH_FIELDS = {
     "saddr": "ip saddr",
@@ -33,16 +31,6 @@ MODES = ("nat", "router", "forward", "dsr")
 """nat: DNAT + masquerade; router: stateful forwarding (conntrack drops what it never saw);
 forward: stateless forwarding; dsr: L2 re-addressing to backends that answer directly."""
 CT_SYSCTL = "/proc/sys/net/netfilter/nf_conntrack_{}"
-
-
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    ip: str
-    port: int = 80
-    weight: int = 1
-    mac: str = ""
-    """Needed in DSR mode, where the node picks a backend by its MAC."""
 
 
 @dataclass(frozen=True)

@@ -16,26 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from lblab.errors import LabError, UsageError
 from lblab.ready import wait_until
-
-TEMPLATES = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+from lbnodes.common import TEMPLATES, Backend
 
 BALANCES = ("roundrobin", "static-rr", "leastconn", "first", "source", "random", "random(2)",
             "uri", "hdr(host)")
 HASHED = ("source", "uri", "hdr(host)")
 
 
-@dataclass(frozen=True)
-class Server:
-    name: str
-    ip: str
-    port: int = 80
-    weight: int = 1
+Server = Backend
+"""HAProxy calls a backend a server."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +141,13 @@ class L7Node:
         self.lab.wait_listening(self.cfg.name, self.cfg.port, proc=self.proc, timeout=timeout)
         wait_until(self.socket.exists, timeout=timeout, what=f"{self.socket} to appear")
         return self
+
+    def stop(self) -> None:
+        """Stop this HAProxy now (another config may take its place on the same node)."""
+        if self.proc is not None:
+            self.lab.stop_process(self.proc)
+            self.proc = None
+        self.socket.unlink(missing_ok=True)
 
     def server_counters(self) -> dict[str, dict[str, int | str]]:
         """Per server: requests answered (by status class), sessions, status, weight."""

@@ -66,6 +66,10 @@ def lb_edge_port(i: int) -> int:
     return 100 + i
 
 
+ROLES = {"c": "client", "s1": "switch-front", "l": "lb", "rt": "other", "s2": "switch-back",
+         "b": "backend"}
+"""Node name prefix -> role, for drawing the topology in reports."""
+
 ANYCAST_VIP = "10.0.0.100"
 ANYCAST_VMAC = "02:00:00:00:00:64"
 

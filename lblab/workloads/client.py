@@ -28,7 +28,7 @@ from lblab.workloads.loop import run_loop
 from lblab.workloads.retry import Policy, make_policy
 
 RECORD_FIELDS = ["id", "attempt", "intended_s", "sent_s", "done_s", "latency_ms", "status",
-                 "outcome", "backend", "peer", "target"]
+                 "outcome", "backend", "peer", "target", "source"]
 HIST_MAX_US = 120_000_000
 
 
@@ -115,7 +115,10 @@ class Client:
                     await asyncio.sleep(delay)
                 session = sessions[i % len(sessions)]
                 target = self.cfg.targets[i % len(self.cfg.targets)]
-                tasks.append(asyncio.create_task(self.request(session, i, offset, target)))
+                source = (self.cfg.local_addrs[i % len(self.cfg.local_addrs)]
+                          if self.cfg.local_addrs else "")
+                tasks.append(asyncio.create_task(self.request(session, i, offset, target,
+                                                              source)))
             if tasks:
                 await asyncio.gather(*tasks)
         finally:
@@ -127,16 +130,17 @@ class Client:
                                     local_addr=(local, 0) if local else None)
 
     async def request(self, session: aiohttp.ClientSession, rid: int, intended: float,
-                      target: str) -> None:
+                      target: str, source: str = "") -> None:
         outcome, attempt = "shed", 0
         if self.in_flight >= self.cfg.max_in_flight or not self.policy.allow(self.now()):
             outcome = "shed" if self.in_flight >= self.cfg.max_in_flight else "breaker_open"
-            self._record(rid, 0, intended, None, None, None, outcome, "", target)
+            self._record(rid, 0, intended, None, None, None, outcome, "", target, "", source)
         else:
             self.in_flight += 1
             try:
                 while True:
-                    outcome = await self._attempt(session, rid, attempt, intended, target)
+                    outcome = await self._attempt(session, rid, attempt, intended, target,
+                                                  source)
                     delay = self.policy.next_delay(attempt, outcome, self.now())
                     if outcome == "ok" or delay is None:
                         break
@@ -153,7 +157,7 @@ class Client:
             self.hist.record_value(max(1, int((self.now() - intended) * 1e6)))
 
     async def _attempt(self, session: aiohttp.ClientSession, rid: int, attempt: int,
-                       intended: float, target: str) -> str:
+                       intended: float, target: str, source: str = "") -> str:
         sent = self.now()
         self.policy.on_attempt(attempt, sent)
         status, backend, peer, error = None, "", "", None
@@ -168,19 +172,19 @@ class Client:
         outcome = classify(status, error)
         self.policy.on_outcome(outcome == "ok", self.now())
         self._record(rid, attempt, intended, sent, self.now(), status, outcome, backend, target,
-                     peer)
+                     peer, source)
         return outcome
 
     def _record(self, rid: int, attempt: int, intended: float, sent: float | None,
                 done: float | None, status: int | None, outcome: str, backend: str,
-                target: str, peer: str = "") -> None:
+                target: str, peer: str = "", source: str = "") -> None:
         self.rows.append({
             "id": rid, "attempt": attempt, "intended_s": round(intended, 6),
             "sent_s": "" if sent is None else round(sent, 6),
             "done_s": "" if done is None else round(done, 6),
             "latency_ms": "" if done is None else round((done - intended) * 1000, 3),
             "status": status or "", "outcome": outcome, "backend": backend, "peer": peer,
-            "target": target,
+            "target": target, "source": source,
         })
 
     def write(self) -> None:

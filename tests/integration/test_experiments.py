@@ -69,3 +69,13 @@ def test_dsr_quick(tmp_path):
     v = result["variants"]
     assert v["dsr"]["lb_conntrack_entries"] == 0 and v["nat"]["lb_conntrack_entries"] > 0
     assert (tmp_path / "dsr" / "dsr.png").exists()
+
+
+def test_cgnat_skew_quick(tmp_path):
+    code, result, failing = run_quick("cgnat-skew", tmp_path)
+    assert not failing, failing
+    assert code == 0
+    v = result["variants"]
+    assert v["l7:source"]["stickiness"] > v["l7:roundrobin"]["stickiness"]
+    assert v["l7:roundrobin"]["jain"] > v["l7:source"]["jain"]
+    assert (tmp_path / "cgnat-skew" / "shares.png").exists()
