@@ -11,6 +11,8 @@ Policies:
       choices), bounded (consistent hashing of the source with hash-balance-factor 125),
       weighted (roundrobin, weights `weights`)
   L4  jhash-saddr (source address), jhash-sport (source address and port), numgen
+  ECMP the fabric controller spreading an anycast VIP over `anycast` stateful L4 nodes
+      (select15 over the source address, or over the 5-tuple); the "backends" are the nodes
 
 Metrics per policy: per-backend share of requests, max/mean, Jain's fairness index, p99 per
 backend, stickiness (the share of a user's requests that land on its most-used backend).
@@ -30,10 +32,11 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from controllers.policies import Fabric, Node
 from lblab import claims as C
 from lblab import plots
 from lblab.experiment import Outcome, RunContext
-from lblab.lab import Lab
+from lblab.lab import ControllerSpec, Lab
 from lblab.params import param
 from lblab.results import write_csv
 from lblab.workloads.client import ClientConfig
@@ -41,7 +44,17 @@ from lblab.workloads.handles import run_client, start_backend
 from lbnodes.cgnat import add_addresses, start_cgnat
 from lbnodes.l4 import Backend, L4Config, L4Node
 from lbnodes.l7 import L7Config, L7Node, Server
-from topologies.cgnat import ROLES, CgnatTopo, cgnat_inside_ip, user_ip
+from topologies.cgnat import (
+    ANYCAST_VIP,
+    ANYCAST_VMAC,
+    ROLES,
+    CgnatTopo,
+    anycast_back_ip,
+    anycast_mac,
+    anycast_port,
+    cgnat_inside_ip,
+    user_ip,
+)
 
 NAME = "cgnat-skew"
 TITLE = "CGNAT skew: source hashing vs 5-tuple, power of two choices, bounded loads"
@@ -50,9 +63,12 @@ SUMMARY = ("Puts 40 % of the users behind one CGNAT address and compares L4 and 
 NEEDS = ("root", "ovs_running", "nft", "haproxy")
 L7_POLICIES = ("source", "roundrobin", "leastconn", "random(2)", "bounded", "weighted")
 L4_POLICIES = ("jhash-saddr", "jhash-sport", "numgen")
-POLICIES = tuple(f"l7:{p}" for p in L7_POLICIES) + tuple(f"l4:{p}" for p in L4_POLICIES)
-SPREADING = ("l7:roundrobin", "l7:random(2)", "l7:bounded", "l4:jhash-sport", "l4:numgen")
-SOURCE_HASHED = ("l7:source", "l4:jhash-saddr")
+ECMP_POLICIES = ("src_ip", "5tuple")
+POLICIES = (tuple(f"ecmp:{p}" for p in ECMP_POLICIES) + tuple(f"l4:{p}" for p in L4_POLICIES)
+            + tuple(f"l7:{p}" for p in L7_POLICIES))
+SPREADING = ("ecmp:5tuple", "l7:roundrobin", "l7:random(2)", "l7:bounded", "l4:jhash-sport",
+             "l4:numgen")
+SOURCE_HASHED = ("ecmp:src_ip", "l7:source", "l4:jhash-saddr")
 MAX_OVER_MEAN = 1.25
 
 
@@ -62,6 +78,7 @@ class Params:
     cgnat_shares: tuple[float, ...] = param((0.4, 0.2), "share of users behind each CGNAT "
                                             "(the rest are direct)", min=0.01, max=0.95)
     backends: int = param(4, "backends", min=2, max=12)
+    anycast: int = param(3, "anycast L4 nodes for the ECMP layer", min=2, max=8)
     rate: float = param(200.0, "requests per second, all users together", min=10, max=1000)
     seconds: float = param(8.0, "seconds of load per policy", min=1, max=600)
     service_ms: float = param(40.0, "mean backend service time (concurrency for leastconn "
@@ -79,7 +96,7 @@ class Params:
 
 
 def quick() -> Params:
-    return Params(seconds=3.0, users=200)
+    return Params(seconds=2.5, users=200)
 
 
 def user_groups(p: Params) -> dict[str, list[str]]:
@@ -96,13 +113,16 @@ def user_groups(p: Params) -> dict[str, list[str]]:
 
 def run(ctx: RunContext) -> Outcome:
     p: Params = ctx.params
-    topo = CgnatTopo(cgnats=len(p.cgnat_shares), backends=p.backends)
+    ecmp = any(x.startswith("ecmp:") for x in p.policies)
+    topo = CgnatTopo(cgnats=len(p.cgnat_shares), backends=p.backends,
+                     anycast=p.anycast if ecmp else 0)
+    spec = ControllerSpec(config={"fabrics": [_fabric(p).to_json()]}) if ecmp else None
     groups = user_groups(p)
     servers = tuple(Server(f"b{i}", f"10.1.1.{i}", 8080) for i in range(1, p.backends + 1))
     variants: dict[str, dict] = {}
     share_rows: list[dict] = []
     ctx.step(f"{p.users} users: " + ", ".join(f"{h} {len(a)}" for h, a in groups.items()))
-    with Lab(ctx.lab_name, topo, log_dir=ctx.folder.path("logs")) as lab:
+    with Lab(ctx.lab_name, topo, controller=spec, log_dir=ctx.folder.path("logs")) as lab:
         for k in range(1, len(p.cgnat_shares) + 1):
             start_cgnat(lab, f"g{k}", f"g{k}-eth0")
             add_addresses(lab, f"u{k}", f"u{k}-eth0", groups[f"u{k}"], 15)
@@ -111,11 +131,19 @@ def run(ctx: RunContext) -> Outcome:
         for i in range(1, p.backends + 1):
             start_backend(lab, f"b{i}", f"10.1.1.{i}", port=8080, service_ms=p.service_ms,
                           workers=64, seed=ctx.seed + i)
+        pool = tuple(Backend(s.name, s.ip, s.port) for s in servers)
+        for i in range(1, (p.anycast if ecmp else 0) + 1):
+            L4Node(lab, L4Config(f"a{i}", ANYCAST_VIP, 80, pool, backend_ifname=f"a{i}-eth1",
+                                 vip_on_loopback=True)).start()
         l7: L7Node | None = None
         for policy in p.policies:
             layer, name = policy.split(":")
             ctx.step(f"{policy}: {p.rate:g} req/s for {p.seconds:g} s")
-            if layer == "l7":
+            if layer == "ecmp":
+                lab.controller_api_call("POST", "/fabric/policy",
+                                        {"policy": "select15", "fields": name})
+                target = ANYCAST_VIP
+            elif layer == "l7":
                 if l7 is not None:
                     l7.stop()
                 l7 = L7Node(lab, _l7_config(p, name, servers)).start()
@@ -124,12 +152,28 @@ def run(ctx: RunContext) -> Outcome:
                 L4Node(lab, _l4_config(p, name, servers)).start()
                 target = "10.0.0.1"
             records = _load(ctx, lab, p, groups, target, policy)
-            variants[policy] = _metrics(p, records, groups)
+            if layer == "ecmp":  # the units the fabric spreads over are the anycast nodes
+                nodes = {anycast_back_ip(i): f"a{i}" for i in range(1, p.anycast + 1)}
+                records = [dict(r, backend=nodes.get(r["peer"], r["peer"])) for r in records]
+            variants[policy] = _metrics(p, records, groups, _units(p, layer))
             share_rows += [{"policy": policy, "backend": b, "share": s}
                            for b, s in variants[policy]["shares"].items()]
     write_csv(ctx.folder.path("shares.csv"), share_rows)
     return Outcome(variants=variants, claims=_claims(p, variants),
                    topology=plots.topology_of(topo, ROLES))
+
+
+def _fabric(p: Params) -> Fabric:
+    nodes = tuple(Node(f"a{i}", anycast_port(i), anycast_mac(i), bucket_id=i)
+                  for i in range(1, p.anycast + 1))
+    return Fabric(1, ANYCAST_VIP, ANYCAST_VMAC, nodes=nodes, policy="select15",
+                  fields="src_ip")
+
+
+def _units(p: Params, layer: str) -> list[str]:
+    if layer == "ecmp":
+        return [f"a{i}" for i in range(1, p.anycast + 1)]
+    return [f"b{i}" for i in range(1, p.backends + 1)]
 
 
 def _l7_config(p: Params, name: str, servers: tuple) -> L7Config:
@@ -186,10 +230,10 @@ def jain(values: list[float]) -> float:
     return total * total / (len(values) * squares) if squares else 0.0
 
 
-def _metrics(p: Params, records: list[dict], groups: dict[str, list[str]]) -> dict:
+def _metrics(p: Params, records: list[dict], groups: dict[str, list[str]],
+             names: list[str]) -> dict:
     ok = [r for r in records if r["outcome"] == "ok"]
     counts = Counter(r["backend"] for r in ok)
-    names = [f"b{i}" for i in range(1, p.backends + 1)]
     per = [counts.get(n, 0) for n in names]
     mean = statistics.fmean(per) if per else 0
     by_user: dict[tuple[str, str], Counter] = defaultdict(Counter)
@@ -240,21 +284,21 @@ def plot(folder: Path) -> list[Path]:
     result = json.loads((folder / "result.json").read_text())
     v, p = result["variants"], result["params"]
     names = [k for k in POLICIES if k in v]
-    backends = [f"b{i}" for i in range(1, p["backends"] + 1)]
     made = []
     fig, ax = plots.figure(11, 4.2)
     bottom = [0.0] * len(names)
-    for i, b in enumerate(backends):
-        vals = [v[n]["shares"].get(b, 0) for n in names]
-        ax.bar(range(len(names)), vals, bottom=bottom, color=plots.PALETTE[i % 8], label=b,
-               edgecolor="white")
+    ranked = {n: sorted(v[n]["shares"].values(), reverse=True) for n in names}
+    for i in range(max(len(r) for r in ranked.values())):
+        vals = [ranked[n][i] if i < len(ranked[n]) else 0 for n in names]
+        ax.bar(range(len(names)), vals, bottom=bottom, color=plots.PALETTE[i % 8],
+               label="busiest" if i == 0 else f"#{i + 1}", edgecolor="white")
         bottom = [x + y for x, y in zip(bottom, vals, strict=True)]
     ax.axhline(p["cgnat_shares"][0], color="black", ls="--", lw=1,
                label=f"biggest CGNAT {p['cgnat_shares'][0]:.0%}")
     ax.set_xticks(range(len(names)), names, rotation=25, fontsize=8)
-    ax.set_ylabel("share of requests (stacked per backend)")
-    ax.set_title(f"{p['users']} users, CGNAT shares {p['cgnat_shares']}, {p['backends']} "
-                 "backends")
+    ax.set_ylabel("share of requests, busiest unit first")
+    ax.set_title(f"{p['users']} users, CGNAT shares {p['cgnat_shares']}: {p['backends']} "
+                 f"backends (L4, L7), {p['anycast']} anycast nodes (ECMP)")
     ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.25))
     made.append(plots.save(fig, folder / "shares.png"))
 

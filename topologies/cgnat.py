@@ -7,6 +7,8 @@
 Each user is one source address on its user host (u_k or c1), added at run time; a CGNAT node
 rewrites all of its users to its single public address, as a carrier's NAT does. LB nodes are
 as in two_tier.py (front leg 10.0.0.i/16 on s1, back leg 10.1.0.i/16 on s2); backends 10.1.1.i.
+`anycast=N` adds a1..aN (MAC 00:00:00:00:03:i on port 100+i of s1, back leg 10.1.0.(10+i)):
+stateful nodes sharing the VIP 10.0.0.100 that a controller spreads flows over (ECMP).
 
 Plain Mininet can load it:  mn --custom topologies/cgnat.py --topo cgnat,cgnats=2
 """
@@ -16,7 +18,7 @@ import ipaddress
 from mininet.topo import Topo
 
 ROLES = {"u": "client", "c": "client", "g": "cgnat", "s1": "switch-front", "l": "lb",
-         "s2": "switch-back", "b": "backend"}
+         "a": "lb", "s2": "switch-back", "b": "backend"}
 """Node name prefix -> role, for drawing the topology in reports."""
 
 
@@ -38,6 +40,20 @@ def user_host_ip(k: int) -> str:
 
 
 DIRECT_BASE = ipaddress.IPv4Address("10.0.3.0")
+ANYCAST_VIP = "10.0.0.100"
+ANYCAST_VMAC = "02:00:00:00:00:64"
+
+
+def anycast_mac(i: int) -> str:
+    return f"00:00:00:00:03:{i:02x}"
+
+
+def anycast_port(i: int) -> int:
+    return 100 + i
+
+
+def anycast_back_ip(i: int) -> str:
+    return f"10.1.0.{10 + i}"
 
 
 def user_ip(k: int, j: int) -> str:
@@ -48,7 +64,8 @@ def user_ip(k: int, j: int) -> str:
 
 
 class CgnatTopo(Topo):
-    def build(self, cgnats: int = 2, lb_names: str = "l4,l7", backends: int = 4) -> None:
+    def build(self, cgnats: int = 2, lb_names: str = "l4,l7", backends: int = 4,
+              anycast: int = 0) -> None:
         front, back = self.addSwitch("s1", dpid="1"), self.addSwitch("s2", dpid="2")
         for k in range(1, cgnats + 1):
             users = self.addHost(f"u{k}", ip=f"{user_host_ip(k)}/15")
@@ -60,6 +77,10 @@ class CgnatTopo(Topo):
             node = self.addHost(name, ip=f"10.0.0.{i + 1}/16")
             self.addLink(node, front)
             self.addLink(node, back, params1={"ip": f"10.1.0.{i + 1}/16"})
+        for i in range(1, anycast + 1):
+            node = self.addHost(f"a{i}", ip=f"10.0.0.{10 + i}/16", mac=anycast_mac(i))
+            self.addLink(node, front, port2=anycast_port(i))
+            self.addLink(node, back, params1={"ip": f"{anycast_back_ip(i)}/16"})
         for i in range(1, backends + 1):
             self.addLink(self.addHost(f"b{i}", ip=f"10.1.1.{i}/16"), back)
 
