@@ -86,8 +86,14 @@ class Params:
     weights: tuple[int, ...] = param((3, 1, 1, 1), "server weights for the weighted policy",
                                      min=1, max=256)
     policies: tuple[str, ...] = param(POLICIES, "policies to compare", choices=POLICIES)
+    sweep: tuple[float, ...] = param((0.1, 0.25, 0.5, 0.75), "biggest-CGNAT shares for the "
+                                     "fairness sweep (empty: none)", min=0.0, max=1.0)
+    sweep_policies: tuple[str, ...] = param(("l7:source", "l7:bounded", "l7:roundrobin"),
+                                            "policies swept", choices=POLICIES)
 
     def validate(self) -> str | None:
+        if any(x.startswith("ecmp:") for x in self.sweep_policies) and self.sweep:
+            return "the sweep runs L4/L7 policies only"
         if sum(self.cgnat_shares) >= 1:
             return "cgnat_shares must add up to less than 1 (some users are direct)"
         if len(self.weights) != self.backends:
@@ -96,7 +102,7 @@ class Params:
 
 
 def quick() -> Params:
-    return Params(seconds=2.5, users=200)
+    return Params(seconds=2.5, users=200, sweep=())
 
 
 def user_groups(p: Params) -> dict[str, list[str]]:
@@ -156,11 +162,51 @@ def run(ctx: RunContext) -> Outcome:
                 nodes = {anycast_back_ip(i): f"a{i}" for i in range(1, p.anycast + 1)}
                 records = [dict(r, backend=nodes.get(r["peer"], r["peer"])) for r in records]
             variants[policy] = _metrics(p, records, groups, _units(p, layer))
+        if l7 is not None:
+            l7.stop()
             share_rows += [{"policy": policy, "backend": b, "share": s}
                            for b, s in variants[policy]["shares"].items()]
+        sweep_rows = _sweep(ctx, lab, p, groups, servers) if p.sweep else []
     write_csv(ctx.folder.path("shares.csv"), share_rows)
+    if sweep_rows:
+        write_csv(ctx.folder.path("sweep.csv"), sweep_rows)
     return Outcome(variants=variants, claims=_claims(p, variants),
                    topology=plots.topology_of(topo, ROLES))
+
+
+def sweep_population(groups: dict[str, list[str]], share: float) -> dict[str, list[str]]:
+    """A population of fixed size in which `share` of the users are behind CGNAT u1: drawn
+    from u1's users and c1's direct users, so the lab needs no rebuild between points."""
+    size = min(len(groups["u1"]), len(groups["c1"]))
+    behind = round(share * size)
+    return {"u1": groups["u1"][:behind], "c1": groups["c1"][:size - behind]}
+
+
+def _sweep(ctx: RunContext, lab: Lab, p: Params, groups: dict[str, list[str]],
+           servers: tuple) -> list[dict]:
+    rows = []
+    l7: L7Node | None = None
+    for policy in p.sweep_policies:
+        layer, name = policy.split(":")
+        if layer == "l7":
+            l7 = L7Node(lab, _l7_config(p, name, servers)).start()
+            target = "10.0.0.2"
+        else:
+            L4Node(lab, _l4_config(p, name, servers)).start()
+            target = "10.0.0.1"
+        for share in p.sweep:
+            ctx.step(f"sweep {policy}: {share:.0%} of the users behind one CGNAT")
+            population = sweep_population(groups, share)
+            users = sum(len(a) for a in population.values())
+            point = Params(**{**vars(p), "users": users})
+            records = _load(ctx, lab, point, population, target, f"sweep-{policy}-{share}")
+            m = _metrics(p, records, population, _units(p, layer))
+            rows.append({"policy": policy, "cgnat_share": share, "jain": m["jain"],
+                         "max_over_mean": m["max_over_mean"], "stickiness": m["stickiness"]})
+        if l7 is not None:
+            l7.stop()
+            l7 = None
+    return rows
 
 
 def _fabric(p: Params) -> Fabric:
@@ -301,6 +347,24 @@ def plot(folder: Path) -> list[Path]:
                  f"backends (L4, L7), {p['anycast']} anycast nodes (ECMP)")
     ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.25))
     made.append(plots.save(fig, folder / "shares.png"))
+
+    sweep = folder / "sweep.csv"
+    if sweep.exists():
+        from lblab.results import read_csv
+
+        rows = read_csv(sweep)
+        fig, ax = plots.figure(7.5, 4.2)
+        for i, policy in enumerate(dict.fromkeys(r["policy"] for r in rows)):
+            pts = [(float(r["cgnat_share"]), float(r["jain"])) for r in rows
+                   if r["policy"] == policy]
+            ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=policy,
+                    color=plots.PALETTE[i % 8])
+        ax.set_xlabel("share of users behind the biggest CGNAT")
+        ax.set_ylabel("Jain's fairness index over backends")
+        ax.set_ylim(0, 1.05)
+        ax.set_title("Fairness as one CGNAT grows")
+        ax.legend(fontsize=8)
+        made.append(plots.save(fig, folder / "fairness-sweep.png"))
 
     fig, ax = plots.figure(8.5, 4.5)
     markers = "osD^vP*Xh"

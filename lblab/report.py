@@ -40,7 +40,8 @@ def _entry(folder: Path, base: Path) -> dict[str, Any]:
             plots.draw_topology(result.get("topology", {}), topo)
         entry["claims"] = result["claims"]
         entry["holding"] = sum(c["holds"] for c in result["claims"])
-        entry["plots"] = [os.path.relpath(p, base) for p in sorted(folder.glob("*.png"))]
+        pngs = sorted(folder.glob("*.png")) + sorted(folder.glob("rep-1/*.png"))
+        entry["plots"] = [os.path.relpath(p, base) for p in pngs]
     return entry
 
 

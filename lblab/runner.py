@@ -22,6 +22,7 @@ from lblab.errors import LabInterrupted, LblabError, UsageError
 from lblab.experiment import Outcome, RunContext
 from lblab.params import apply_overrides
 from lblab.results import RunFolder, provenance, write_json
+from lblab.sampler import cpu_busy_ticks
 
 EXIT_OK, EXIT_CLAIM, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -73,40 +74,54 @@ def aggregate(runs: list[list[Claim]]) -> list[dict]:
     return rows
 
 
+def _result(mod: Any, params: Any, seed: int, repeat: int, caps: Any,
+            outcomes: list[Outcome], cpu: float) -> dict:
+    last = outcomes[-1]
+    env = provenance(caps, [c for o in outcomes for c in o.sysctls_changed], sys.argv)
+    env["cpu_busy_mean"] = round(cpu, 3)
+    return {
+        "experiment": mod.NAME, "title": mod.TITLE, "summary": mod.SUMMARY,
+        "params": asdict(params), "seed": seed, "repeat": repeat, "environment": env,
+        "variants": last.variants if len(outcomes) == 1 else {
+            f"rep-{i + 1}": o.variants for i, o in enumerate(outcomes)},
+        "claims": aggregate([o.claims for o in outcomes]),
+        "notes": last.notes, "topology": last.topology,
+    }
+
+
+def _plot(mod: Any, folder: Path) -> None:
+    try:
+        mod.plot(folder)
+    except Exception as exc:  # noqa: BLE001 - the data stands; say the plot failed
+        print(f"lblab: warning: {mod.NAME}: plotting failed: {exc}", file=sys.stderr)
+
+
 def run_one(mod: Any, params: Any, out: Path, *, seed: int, repeat: int, lab: str,
             caps: Any, progress: Any) -> int:
+    """Run one experiment `repeat` times. Each repetition of several gets its own folder with
+    its own result.json and plots; the experiment's result.json aggregates the claims."""
     folder = RunFolder(out, mod.NAME)
     folder.begin()
     outcomes: list[Outcome] = []
+    cpus: list[float] = []
     for rep in range(repeat):
         sub = folder if repeat == 1 else RunFolder(folder.dir, f"rep-{rep + 1}")
         sub.dir.mkdir(parents=True, exist_ok=True)
         ctx = RunContext(params=params, folder=sub, caps=caps, seed=seed + rep,
                          lab_name=lab, progress=lambda m, r=rep: progress(mod.NAME, r, m))
-        outcomes.append(mod.run(ctx))
-    claims = aggregate([o.claims for o in outcomes])
-    last = outcomes[-1]
-    result = {
-        "experiment": mod.NAME,
-        "title": mod.TITLE,
-        "summary": mod.SUMMARY,
-        "params": asdict(params),
-        "seed": seed,
-        "repeat": repeat,
-        "environment": provenance(caps, [c for o in outcomes for c in o.sysctls_changed],
-                                  sys.argv),
-        "variants": last.variants if repeat == 1 else {f"rep-{i + 1}": o.variants
-                                                       for i, o in enumerate(outcomes)},
-        "claims": claims,
-        "notes": last.notes,
-        "topology": last.topology,
-    }
+        busy0, total0 = cpu_busy_ticks()
+        outcome = mod.run(ctx)
+        busy1, total1 = cpu_busy_ticks()
+        cpus.append((busy1 - busy0) / max(1, total1 - total0))
+        outcomes.append(outcome)
+        if repeat > 1:
+            sub.finish(_result(mod, params, seed + rep, 1, caps, [outcome], cpus[-1]))
+            _plot(mod, sub.dir)
+    result = _result(mod, params, seed, repeat, caps, outcomes, statistics.fmean(cpus))
     folder.finish(result)
-    try:
-        mod.plot(folder.dir)
-    except Exception as exc:  # noqa: BLE001 - the data stands; say the plot failed
-        print(f"lblab: warning: {mod.NAME}: plotting failed: {exc}", file=sys.stderr)
-    return EXIT_OK if all(c["holds"] for c in claims) else EXIT_CLAIM
+    if repeat == 1:
+        _plot(mod, folder.dir)
+    return EXIT_OK if all(c["holds"] for c in result["claims"]) else EXIT_CLAIM
 
 
 def run(names: list[str], sets: list[str], *, quick: bool, seed: int, out: Path,

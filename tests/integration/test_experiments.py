@@ -12,18 +12,20 @@ pytestmark = pytest.mark.integration
 
 
 def run_quick(name, out):
+    """Run `name` in quick mode; every claim must hold, exit 0, and plots be drawn."""
     code = run([name], [], quick=True, seed=1, out=out, repeat=1, lab=f"it-{name[:12]}",
                progress=lambda *_: None)
     result = json.loads((out / name / "result.json").read_text())
     failing = [f"{c['id']}: predicted {c['predicted']}, measured {c['measured']}"
                for c in result["claims"] if not c["holds"]]
-    return code, result, failing
+    assert not failing, failing
+    assert code == 0
+    assert list((out / name).glob("*.png")), "no plot was drawn"
+    return result
 
 
 def test_conntrack_exhaustion_quick(tmp_path):
-    code, result, failing = run_quick("conntrack-exhaustion", tmp_path)
-    assert not failing, failing
-    assert code == 0
+    result = run_quick("conntrack-exhaustion", tmp_path)
     assert {"churn", "short-timeout", "keep-alive", "spread", "syn-flood", "synproxy",
             "small-table"} == set(result["variants"])
     changed = result["environment"]["sysctls_changed"]
@@ -36,18 +38,14 @@ def test_conntrack_exhaustion_quick(tmp_path):
 
 
 def test_ecmp_rehash_quick(tmp_path):
-    code, result, failing = run_quick("ecmp-rehash", tmp_path)
-    assert not failing, failing
-    assert code == 0
+    result = run_quick("ecmp-rehash", tmp_path)
     assert result["variants"]["modulo_n/add"]["broken_fraction"] > \
         result["variants"]["maglev/add"]["broken_fraction"]
     assert (tmp_path / "ecmp-rehash" / "broken-fraction.png").exists()
 
 
 def test_retry_storm_quick(tmp_path):
-    code, result, failing = run_quick("retry-storm", tmp_path)
-    assert not failing, failing
-    assert code == 0
+    result = run_quick("retry-storm", tmp_path)
     v = result["variants"]
     assert v["layered"]["amplification_slowdown"] > v["naive"]["amplification_slowdown"] > \
         v["budget-10"]["amplification_slowdown"] > v["breaker"]["amplification_slowdown"]
@@ -55,26 +53,20 @@ def test_retry_storm_quick(tmp_path):
 
 
 def test_asymmetric_routing_quick(tmp_path):
-    code, result, failing = run_quick("asymmetric-routing", tmp_path)
-    assert not failing, failing
-    assert code == 0
+    result = run_quick("asymmetric-routing", tmp_path)
     assert sum(result["variants"]["symmetric"]["invalid_drops"].values()) == 0
     assert (tmp_path / "asymmetric-routing" / "asymmetric.png").exists()
 
 
 def test_dsr_quick(tmp_path):
-    code, result, failing = run_quick("dsr", tmp_path)
-    assert not failing, failing
-    assert code == 0
+    result = run_quick("dsr", tmp_path)
     v = result["variants"]
     assert v["dsr"]["lb_conntrack_entries"] == 0 and v["nat"]["lb_conntrack_entries"] > 0
     assert (tmp_path / "dsr" / "dsr.png").exists()
 
 
 def test_cgnat_skew_quick(tmp_path):
-    code, result, failing = run_quick("cgnat-skew", tmp_path)
-    assert not failing, failing
-    assert code == 0
+    result = run_quick("cgnat-skew", tmp_path)
     v = result["variants"]
     assert v["l7:source"]["stickiness"] > v["l7:roundrobin"]["stickiness"]
     assert v["l7:roundrobin"]["jain"] > v["l7:source"]["jain"]

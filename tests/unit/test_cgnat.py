@@ -28,3 +28,13 @@ def test_users_are_valid_unique_addresses_in_their_own_network(users, shares):
     front = ipaddress.IPv4Network("10.0.0.0/16")
     assert all(ipaddress.IPv4Address(a) in front for a in groups["c1"])
     assert "10.0.2.250" not in groups["c1"] and "10.0.0.1" not in groups["c1"]
+
+
+def test_sweep_population_has_a_fixed_size_and_the_asked_share():
+    from experiments.cgnat_skew import sweep_population
+
+    groups = user_groups(Params(users=400, cgnat_shares=(0.4, 0.2)))
+    for share in (0.0, 0.25, 0.5, 1.0):
+        pop = sweep_population(groups, share)
+        assert len(pop["u1"]) + len(pop["c1"]) == 160
+        assert len(pop["u1"]) == round(share * 160)
