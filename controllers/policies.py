@@ -22,7 +22,6 @@ from dataclasses import dataclass, replace
 from controllers import maglev
 
 POLICIES = ("select13", "select15", "modulo_n", "hash_threshold", "hrw", "maglev")
-MULTIPATH = ("modulo_n", "hash_threshold", "hrw", "maglev")
 FIELDS = ("5tuple", "symmetric", "src_ip")
 
 # What each policy can hash on, and what it cannot (said in results and errors).
@@ -199,8 +198,5 @@ def shares(fabric: Fabric, samples: int = 20_000, seed: int = 0) -> dict[str, fl
             counts[name] = counts.get(name, 0) + 1
     return {k: v / samples for k, v in sorted(counts.items())}
 
-
-def empty_fabric() -> Fabric:
-    return Fabric(edge_dpid=0, vip="0.0.0.0", vmac="02:00:00:00:00:01")
 
 

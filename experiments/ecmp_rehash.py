@@ -43,7 +43,6 @@ SUMMARY = ("Adds and removes an LB node behind an anycast VIP under six hash pol
            "counts the long-lived connections each change breaks.")
 NEEDS = ("root", "ovs_running", "nft", "conntrack")
 PHASES = ("add", "remove")
-STABLE = ("select15", "hrw", "maglev")
 
 
 @dataclass(frozen=True)

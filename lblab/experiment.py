@@ -1,9 +1,10 @@
 """What an experiment is, and the context a run hands it.
 
-An experiment module defines a `Params` dataclass (lblab.params), a `quick()` variant of it,
-the capabilities it `needs`, a `run(ctx)` that builds its labs, measures each variant and
+An experiment module defines NAME, TITLE, SUMMARY, a `Params` dataclass (lblab.params), a
+`quick()` variant of it,
+the capabilities it NEEDS, a `run(ctx)` that builds its labs, measures each variant and
 returns an `Outcome` (metrics per variant and claims), and a `plot(folder)` that redraws its
-figures from the results folder alone.
+figures from the results folder alone (tests/unit/test_experiment_params.py checks this).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from lblab.claims import Claim
 from lblab.results import RunFolder
@@ -38,17 +39,3 @@ class RunContext:
 
     def step(self, message: str) -> None:
         self.progress(message)
-
-
-class Experiment(Protocol):
-    NAME: str
-    TITLE: str
-    SUMMARY: str
-    NEEDS: tuple[str, ...]
-    Params: type
-
-    def quick(self) -> Any: ...
-
-    def run(self, ctx: RunContext) -> Outcome: ...
-
-    def plot(self, folder: Any) -> list[Any]: ...

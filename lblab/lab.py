@@ -372,20 +372,8 @@ class Lab:
             self.owned.forget_sysctl(path)
 
     def set_global_sysctl(self, path: str, value: str) -> str:
-        """Change a machine-wide sysctl; the old value is saved and restored at teardown."""
-        assert self.owned is not None
-        target = Path(path)
-        old = target.read_text().strip()
-        self.owned.add_sysctl(path, old)
-        self.sysctl_log.append({"path": path, "old": old, "new": value})
-
-        def restore() -> None:
-            target.write_text(old)
-            self.owned.forget_sysctl(path)
-
-        self._stack.callback(restore)
-        target.write_text(value)
-        return old
+        """Change a machine-wide sysctl until the lab tears down; returns the old value."""
+        return self._stack.enter_context(self.global_sysctl(path, value))
 
     @property
     def sysctls_changed(self) -> list[dict[str, str]]:

@@ -38,10 +38,6 @@ def save(fig: Any, path: Path) -> Path:
     return path
 
 
-def claim_caption(ax: Any, text: str) -> None:
-    ax.text(0.0, -0.18, text, transform=ax.transAxes, fontsize=8, color="#444444", va="top")
-
-
 def draw_topology(topology: dict[str, Any], path: Path) -> Path | None:
     """Draw a lab's nodes in tiers (clients, switches, LB nodes, backends) and its links."""
     nodes: list[dict] = topology.get("nodes", [])

@@ -51,8 +51,7 @@ def report(root: Path) -> Path:
     folders = experiment_folders(root)
     if not folders:
         raise UsageError(f"{root} holds no experiment results")
-    base = root if folders != [root] else root
-    entries = [_entry(f, base) for f in folders]
+    entries = [_entry(f, root) for f in folders]
     html = TEMPLATES.get_template("report.html.j2").render(
         title="lblab report", subtitle=f"results in {root.resolve()}", experiments=entries,
         fmt=fmt)

@@ -22,7 +22,6 @@ from lbnodes.common import TEMPLATES, Backend
 
 BALANCES = ("roundrobin", "static-rr", "leastconn", "first", "source", "random", "random(2)",
             "uri", "hdr(host)")
-HASHED = ("source", "uri", "hdr(host)")
 
 
 Server = Backend

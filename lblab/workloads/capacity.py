@@ -9,6 +9,7 @@ full is refused at once (the caller answers 503).
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from dataclasses import dataclass
 
@@ -27,14 +28,8 @@ def service_time(dist: str, mean_s: float, rng: random.Random) -> float:
     if dist == "lognormal":
         # sigma 0.5: a moderate tail; mu chosen so that the mean is mean_s.
         sigma = 0.5
-        return rng.lognormvariate(_ln(mean_s) - sigma * sigma / 2, sigma)
+        return rng.lognormvariate(math.log(mean_s) - sigma * sigma / 2, sigma)
     raise ValueError(f"unknown service-time distribution {dist!r}")
-
-
-def _ln(x: float) -> float:
-    import math
-
-    return math.log(x)
 
 
 @dataclass

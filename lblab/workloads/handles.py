@@ -11,6 +11,7 @@ import csv
 import http.client
 import json
 import socket
+import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -88,7 +89,7 @@ def run_client(lab: Any, node: str, cfg: ClientConfig, out_dir: Path,
     bound = cfg.duration_s + cfg.timeout_s * retries + 30
     try:
         code = proc.wait(timeout=bound)
-    except Exception:
+    except subprocess.TimeoutExpired:
         raise LabError(f"client {tag} in {node} outlived its bound of {bound:.0f} s") from None
     if code != 0 or not Path(cfg.summary).exists():
         raise LabError(f"client {tag} in {node} failed (exit {code}); see its log")
@@ -119,7 +120,7 @@ class ConnsHandle:
         Path(self.cfg.stop).write_text("stop")
         try:
             code = self.proc.wait(timeout=self.cfg.timeout_s * 2 + self.cfg.interval_s + 10)
-        except Exception:
+        except subprocess.TimeoutExpired:
             raise LabError("connection prober did not stop") from None
         if code != 0:
             raise LabError(f"connection prober failed (exit {code}); see its log")
