@@ -1,10 +1,10 @@
 """What an experiment is, and the context a run hands it.
 
 An experiment module defines NAME, TITLE, SUMMARY, a `Params` dataclass (lblab.params), a
-`quick()` variant of it,
-the capabilities it NEEDS, a `run(ctx)` that builds its labs, measures each variant and
-returns an `Outcome` (metrics per variant and claims), and a `plot(folder)` that redraws its
-figures from the results folder alone (tests/unit/test_experiment_params.py checks this).
+`quick()` variant of it, the capabilities it NEEDS, a `run(ctx)` that builds its labs,
+measures each variant and returns an `Outcome` (metrics per variant and claims), and a
+`plot(folder)` that redraws its figures from the results folder alone
+(tests/unit/test_experiment_params.py checks that every module has them).
 """
 
 from __future__ import annotations
