@@ -4,9 +4,10 @@
 
 The smoke lab (HAProxy in front of three backends with zero service time and 64 workers) is
 brought up once. wrk runs first (closed loop, 1 thread, 32 connections, keep-alive) and gives
-the requests/s the stack can serve. The lblab client then runs at rising rates (keep-alive);
-a rate is *sustained* when every request completes with a record and the client keeps its
-schedule (99th percentile of send lag under 20 ms). Reported: the highest sustained rate and
+the requests/s the stack can serve. The lblab client then runs at rising rates (keep-alive,
+x1.25 each step, then `--refine` bisection steps); a rate is *sustained* when every request
+completes with a record and an answer, and the client keeps its schedule (99th percentile of
+send lag under 20 ms). Reported: the highest sustained rate and
 its ratio to wrk. Goal: >= 0.5.
 """
 
@@ -48,21 +49,31 @@ def sustained(smoke, rate: float, seconds: float, folder: Path,
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--processes", type=int, default=2, help="client worker processes")
+    ap.add_argument("--processes", type=int, default=1, help="client worker processes")
+    ap.add_argument("--refine", type=int, default=2,
+                    help="bisection steps after the first unsustained rate")
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="lblab-bench-"))
     with smoke_lab("bench-client", service_ms=0, workers=64,
                    service_dist="constant") as smoke:
         wrk = statistics.median(wrk_rate(smoke, args.seconds) for _ in range(2))
         print(f"wrk: {wrk:.0f} req/s", flush=True)
-        best, rate = 0.0, 100.0
-        while rate < wrk * 1.5:
+        def attempt(rate: float) -> bool:
             ok, lag99, done = sustained(smoke, rate, args.seconds, folder, args.processes)
             print(f"client at {rate:.0f} req/s: {'sustained' if ok else 'not sustained'} "
                   f"(send lag p99 {lag99:.1f} ms, {done} ok)", flush=True)
-            if not ok:
-                break
+            return ok
+
+        best, rate = 0.0, 100.0
+        while rate < wrk * 1.5 and attempt(rate):
             best, rate = rate, rate * 1.25
+        failed = rate
+        for _ in range(args.refine):  # bisect between the last sustained and the first failed
+            mid = (best + failed) / 2
+            if attempt(mid):
+                best = mid
+            else:
+                failed = mid
     print(f"highest sustained open-loop rate with {args.processes} client process(es): "
           f"{best:.0f} req/s; ratio to wrk {best / wrk:.2f}")
     with open(folder / "records-note.csv", "w", newline="") as f:

@@ -21,9 +21,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import aiohttp
 from hdrh.histogram import HdrHistogram
 
+from lblab.workloads.http1 import ConnectFailed, Pool
 from lblab.workloads.loop import run_loop
 from lblab.workloads.retry import Policy, make_policy
 
@@ -73,9 +73,9 @@ def schedule(cfg: ClientConfig) -> list[float]:
 
 def classify(status: int | None, error: BaseException | None) -> str:
     if error is not None:
-        if isinstance(error, asyncio.TimeoutError):
+        if isinstance(error, TimeoutError):
             return "timeout"
-        if isinstance(error, aiohttp.ClientConnectorError):
+        if isinstance(error, ConnectFailed):
             return "connect"
         return "reset"
     assert status is not None
@@ -83,11 +83,15 @@ def classify(status: int | None, error: BaseException | None) -> str:
 
 
 class Client:
+    """One worker's share of the schedule. Rows are kept as tuples and formatted only when
+    written: at thousands of requests a second the per-row work is what the client's CPU goes
+    to, and that CPU is taken from the stack under test."""
+
     def __init__(self, cfg: ClientConfig, part: tuple[int, int] = (0, 1)) -> None:
         self.cfg = cfg
         self.part = part
         self.policy: Policy = make_policy(cfg.retry, cfg.seed)
-        self.rows: list[dict] = []
+        self.rows: list[tuple] = []
         self.hist = HdrHistogram(1, HIST_MAX_US, 3)
         self.counts: dict[str, int] = {}
         self.in_flight = 0
@@ -97,9 +101,9 @@ class Client:
         return time.monotonic() - self.t0
 
     async def run(self) -> None:
-        connectors = [self._connector(addr) for addr in (self.cfg.local_addrs or [None])]
-        sessions = [aiohttp.ClientSession(connector=c, auto_decompress=False)
-                    for c in connectors]
+        sources = self.cfg.local_addrs or [""]
+        pools = {(t, s): Pool(t, s, self.cfg.keepalive)
+                 for t in self.cfg.targets for s in sources}
         try:
             offsets = schedule(self.cfg)
             wait = self.cfg.start_at - time.time()
@@ -108,39 +112,34 @@ class Client:
             self.t0 = time.monotonic()
             tasks = []
             k, parts = self.part
+            targets, local = self.cfg.targets, self.cfg.local_addrs
             for i in range(k, len(offsets), parts):
                 offset = offsets[i]
                 delay = offset - self.now()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                session = sessions[i % len(sessions)]
-                target = self.cfg.targets[i % len(self.cfg.targets)]
-                source = (self.cfg.local_addrs[i % len(self.cfg.local_addrs)]
-                          if self.cfg.local_addrs else "")
-                tasks.append(asyncio.create_task(self.request(session, i, offset, target,
-                                                              source)))
+                target = targets[i % len(targets)]
+                source = local[i % len(local)] if local else ""
+                tasks.append(asyncio.create_task(
+                    self.request(pools[target, source], i, offset, target, source)))
             if tasks:
                 await asyncio.gather(*tasks)
         finally:
-            for s in sessions:
-                await s.close()
+            for pool in pools.values():
+                pool.close()
 
-    def _connector(self, local: str | None) -> aiohttp.TCPConnector:
-        return aiohttp.TCPConnector(limit=0, force_close=not self.cfg.keepalive,
-                                    local_addr=(local, 0) if local else None)
-
-    async def request(self, session: aiohttp.ClientSession, rid: int, intended: float,
-                      target: str, source: str = "") -> None:
+    async def request(self, pool: Pool, rid: int, intended: float, target: str,
+                      source: str = "") -> None:
         outcome, attempt = "shed", 0
         if self.in_flight >= self.cfg.max_in_flight or not self.policy.allow(self.now()):
             outcome = "shed" if self.in_flight >= self.cfg.max_in_flight else "breaker_open"
-            self._record(rid, 0, intended, None, None, None, outcome, "", target, "", source)
+            self.rows.append((rid, 0, intended, None, None, None, outcome, "", "", target,
+                              source))
         else:
             self.in_flight += 1
             try:
                 while True:
-                    outcome = await self._attempt(session, rid, attempt, intended, target,
-                                                  source)
+                    outcome = await self._attempt(pool, rid, attempt, intended, target, source)
                     delay = self.policy.next_delay(attempt, outcome, self.now())
                     if outcome == "ok" or delay is None:
                         break
@@ -156,45 +155,48 @@ class Client:
         if outcome == "ok":
             self.hist.record_value(max(1, int((self.now() - intended) * 1e6)))
 
-    async def _attempt(self, session: aiohttp.ClientSession, rid: int, attempt: int,
-                       intended: float, target: str, source: str = "") -> str:
+    async def _attempt(self, pool: Pool, rid: int, attempt: int, intended: float,
+                       target: str, source: str) -> str:
         sent = self.now()
         self.policy.on_attempt(attempt, sent)
         status, backend, peer, error = None, "", "", None
         try:
-            timeout = aiohttp.ClientTimeout(total=self.cfg.timeout_s)
-            async with session.get(target, timeout=timeout) as resp:
-                await resp.read()
-                status, backend = resp.status, resp.headers.get("X-Backend", "")
-                peer = resp.headers.get("X-Peer", "")
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            status, backend, peer = await pool.get(self.cfg.timeout_s)
+        except OSError as exc:  # TimeoutError, ConnectFailed and resets are all OSErrors
             error = exc
         outcome = classify(status, error)
-        self.policy.on_outcome(outcome == "ok", self.now())
-        self._record(rid, attempt, intended, sent, self.now(), status, outcome, backend, target,
-                     peer, source)
+        done = self.now()
+        self.policy.on_outcome(outcome == "ok", done)
+        self.rows.append((rid, attempt, intended, sent, done, status, outcome, backend, peer,
+                          target, source))
         return outcome
 
-    def _record(self, rid: int, attempt: int, intended: float, sent: float | None,
-                done: float | None, status: int | None, outcome: str, backend: str,
-                target: str, peer: str = "", source: str = "") -> None:
-        self.rows.append({
-            "id": rid, "attempt": attempt, "intended_s": round(intended, 6),
-            "sent_s": "" if sent is None else round(sent, 6),
-            "done_s": "" if done is None else round(done, 6),
-            "latency_ms": "" if done is None else round((done - intended) * 1000, 3),
-            "status": status or "", "outcome": outcome, "backend": backend, "peer": peer,
-            "target": target, "source": source,
-        })
+    def records(self) -> list[dict]:
+        """The rows as the CSV holds them, in (id, attempt) order."""
+        out = []
+        for (rid, attempt, intended, sent, done, status, outcome, backend, peer, target,
+             source) in sorted(self.rows, key=lambda r: (r[0], r[1])):
+            out.append({
+                "id": rid, "attempt": attempt, "intended_s": round(intended, 6),
+                "sent_s": "" if sent is None else round(sent, 6),
+                "done_s": "" if done is None else round(done, 6),
+                "latency_ms": "" if done is None else round((done - intended) * 1000, 3),
+                "status": status or "", "outcome": outcome, "backend": backend, "peer": peer,
+                "target": target, "source": source,
+            })
+        return out
 
-    def write(self) -> None:
+    def write(self, records: list[dict] | None = None) -> None:
+        """Write the records CSV (this client's rows, or `records` when merging workers)
+        and the summary JSON beside it."""
+        records = self.records() if records is None else records
         with open(self.cfg.records, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=RECORD_FIELDS)
             writer.writeheader()
-            writer.writerows(sorted(self.rows, key=lambda r: (r["id"], r["attempt"])))
+            writer.writerows(records)
         summary = {
             "config": asdict(self.cfg), "counts": self.counts,
-            "requests": sum(self.counts.values()), "attempts": len(self.rows),
+            "requests": sum(self.counts.values()), "attempts": len(records),
             "latency_ms": {f"p{q:g}": self.hist.get_value_at_percentile(q) / 1000
                            for q in (50, 90, 99, 99.9)} if self.hist.total_count else {},
             "hdr": self.hist.encode().decode() if self.hist.total_count else "",
@@ -227,9 +229,8 @@ def merge(cfg: ClientConfig) -> None:
         Path(records).unlink()
         Path(summary).unlink()
     merged = Client(cfg)
-    merged.rows = sorted(rows, key=lambda r: (int(r["id"]), int(r["attempt"])))
     merged.counts, merged.hist = counts, hist
-    merged.write()
+    merged.write(sorted(rows, key=lambda r: (int(r["id"]), int(r["attempt"]))))
 
 
 def main(argv: list[str]) -> None:

@@ -1,0 +1,178 @@
+"""The lean HTTP/1.1 client against real servers on loopback: what it reads from a response,
+when it reuses a connection, and how each way of failing is reported."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import socket
+
+import pytest
+
+from lblab.workloads.client import Client, ClientConfig
+from lblab.workloads.http1 import ConnectFailed, Pool
+
+OK = (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Backend: b2\r\nX-Peer: 10.0.0.1:4242\r\n"
+      b"\r\nhello")
+
+
+async def serve(reply, connections: list, close_after: bool = False) -> asyncio.Server:
+    """A server that answers every request on a connection with `reply(n)` (n counts the
+    requests on that connection); None closes the connection instead of answering, and so
+    does every answer when `close_after`."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        n = 0
+        try:
+            while (await reader.readuntil(b"\r\n\r\n")):
+                n += 1
+                answer = reply(n)
+                if answer is None:
+                    break
+                writer.write(answer)
+                await writer.drain()
+                if close_after:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+def url_of(server: asyncio.Server, path: str = "/") -> str:
+    return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}{path}"
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_reads_status_and_backend_headers_and_reuses_the_connection():
+    async def scenario():
+        conns: list = []
+        server = await serve(lambda n: OK, conns)
+        pool = Pool(url_of(server))
+        answers = [await pool.get(1.0) for _ in range(3)]
+        pool.close()
+        server.close()
+        return answers, len(conns)
+
+    answers, opened = run(scenario())
+    assert answers == [(200, "b2", "10.0.0.1:4242")] * 3
+    assert opened == 1
+
+
+def test_connection_close_from_the_server_is_honoured():
+    reply = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+             b"Connection: close\r\n\r\n")
+
+    async def scenario():
+        conns: list = []
+        server = await serve(lambda n: reply, conns)
+        pool = Pool(url_of(server))
+        answers = [(await pool.get(1.0))[0] for _ in range(2)]
+        server.close()
+        return answers, len(conns)
+
+    assert run(scenario()) == ([503, 503], 2)
+
+
+def test_chunked_body_is_read_to_its_end():
+    reply = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Backend: b1\r\n\r\n"
+             b"3\r\nabc\r\n0\r\n\r\n")
+
+    async def scenario():
+        server = await serve(lambda n: reply, [])
+        pool = Pool(url_of(server))
+        answers = [await pool.get(1.0) for _ in range(2)]
+        server.close()
+        return answers
+
+    assert run(scenario()) == [(200, "b1", "")] * 2
+
+
+def test_without_keepalive_every_request_opens_a_connection():
+    async def scenario():
+        conns: list = []
+        server = await serve(lambda n: OK, conns)
+        pool = Pool(url_of(server), keepalive=False)
+        for _ in range(3):
+            await pool.get(1.0)
+        server.close()
+        return len(conns)
+
+    assert run(scenario()) == 3
+
+
+def test_silence_is_a_timeout():
+    async def scenario():
+        server = await serve(lambda n: b"", [])
+        pool = Pool(url_of(server))
+        with pytest.raises(TimeoutError):
+            await pool.get(0.1)
+        server.close()
+
+    run(scenario())
+
+
+def test_refused_connection_is_a_connect_failure():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again before the request: nothing listens
+
+    async def scenario():
+        with pytest.raises(ConnectFailed):
+            await Pool(f"http://127.0.0.1:{port}/").get(1.0)
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("reply", [None, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhal",
+                                   b"this is not http\r\n\r\n"])
+def test_connection_ending_before_a_whole_response_is_a_reset(reply):
+    async def scenario():
+        server = await serve(lambda n: reply, [], close_after=True)
+        with pytest.raises(ConnectionResetError):
+            await Pool(url_of(server)).get(1.0)
+        server.close()
+
+    run(scenario())
+
+
+def test_only_http_urls_are_accepted():
+    async def scenario():
+        with pytest.raises(ValueError, match="only http://"):
+            Pool("https://example.test/")
+
+    run(scenario())
+
+
+def test_client_records_each_outcome(tmp_path):
+    """Every second request the server sees gets a 503: the records hold one row per request
+    with its status, outcome and backend, and the summary counts them."""
+    seen = [0]
+
+    def reply(_):
+        seen[0] += 1
+        return OK if seen[0] % 2 else OK.replace(b"200 OK", b"503 No")
+
+    async def scenario():
+        server = await serve(reply, [])
+        cfg = ClientConfig(targets=[url_of(server)], rate=200, duration_s=0.2,
+                           arrival="constant", records=str(tmp_path / "r.csv"),
+                           summary=str(tmp_path / "s.json"))
+        client = Client(cfg)
+        await client.run()
+        server.close()
+        client.write()
+
+    run(scenario())
+    rows = list(csv.DictReader(open(tmp_path / "r.csv")))
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert [int(r["id"]) for r in rows] == list(range(39))
+    assert {(r["status"], r["outcome"], r["backend"]) for r in rows} == {
+        ("200", "ok", "b2"), ("503", "5xx", "b2")}
+    assert summary["counts"] == {"ok": 20, "5xx": 19}
