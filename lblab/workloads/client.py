@@ -203,7 +203,9 @@ class Client:
             "policy_events": [{"t": round(t, 4), "state": state, "failures": failures}
                               for t, state, failures in getattr(self.policy, "transitions", [])],
         }
-        tmp = Path(self.cfg.summary).with_suffix(".tmp")
+        # Beside its own name: workers' summaries (s.json.part0, s.json.part1) must not share
+        # a temporary file, as with_suffix(".tmp") would make them do.
+        tmp = Path(f"{self.cfg.summary}.tmp")
         tmp.write_text(json.dumps(summary, indent=1))
         tmp.replace(self.cfg.summary)
 

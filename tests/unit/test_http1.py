@@ -176,3 +176,39 @@ def test_client_records_each_outcome(tmp_path):
     assert {(r["status"], r["outcome"], r["backend"]) for r in rows} == {
         ("200", "ok", "b2"), ("503", "5xx", "b2")}
     assert summary["counts"] == {"ok": 20, "5xx": 19}
+
+
+def test_worker_processes_merge_into_one_complete_record(tmp_path):
+    """Two worker processes share the schedule against a real backend on loopback: one
+    records file and one summary, every scheduled request in it exactly once."""
+    import subprocess
+    import sys
+    from dataclasses import asdict
+
+    from lblab.ready import wait_until
+    from lblab.workloads.backend import BackendConfig
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    backend_cfg = tmp_path / "b.json"
+    backend_cfg.write_text(json.dumps(asdict(BackendConfig(
+        name="b1", ip="127.0.0.1", port=port, workers=16, service_ms=0,
+        control_socket=str(tmp_path / "b.sock")))))
+    backend = subprocess.Popen([sys.executable, "-m", "lblab.workloads.backend",
+                                str(backend_cfg)])
+    try:
+        wait_until((tmp_path / "b.sock").exists, timeout=10, what="the backend")
+        cfg = ClientConfig(targets=[f"http://127.0.0.1:{port}/"], rate=400, duration_s=1,
+                           arrival="constant", processes=2, records=str(tmp_path / "r.csv"),
+                           summary=str(tmp_path / "s.json"))
+        (tmp_path / "c.json").write_text(json.dumps(asdict(cfg)))
+        subprocess.run([sys.executable, "-m", "lblab.workloads.client",
+                        str(tmp_path / "c.json")], check=True, timeout=30)
+    finally:
+        backend.terminate()
+        backend.wait()
+    rows = list(csv.DictReader(open(tmp_path / "r.csv")))
+    assert sorted(int(r["id"]) for r in rows) == list(range(399))
+    assert json.loads((tmp_path / "s.json").read_text())["counts"] == {"ok": 399}
+    assert not [p.name for p in tmp_path.iterdir() if ".part" in p.name or ".tmp" in p.name]
