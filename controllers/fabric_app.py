@@ -14,6 +14,8 @@ first one):
   POST /fabric/nodes/weight        {"name": ..., "weight": N}   (0 drains new flows)
   GET  /fabric/counters            per-bucket group stats and per-port stats of the edge
 A change returns after the switch's barrier reply, so "returned" means "in effect".
+A node whose port goes down (OpenFlow port status) is withdrawn at once and returns when
+the link is back (`link_up` in its state), separately from the operator's add/remove.
 Membership is persisted to state_file: a restarted controller re-sends the same state on
 reconnect (flows are overwritten, groups add-or-modified, nothing deleted first).
 Exceptions and OpenFlow errors go to error_log, which integration tests require to be empty.
@@ -167,6 +169,26 @@ class FabricApp(app_manager.OSKenApp):
         data = msg.data if msg.buffer_id == ofp.OFP_NO_BUFFER else None
         dp.send_msg(parser.OFPPacketOut(dp, buffer_id=msg.buffer_id, match=msg.match,
                                         actions=actions, data=data))
+
+    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    @guarded
+    def on_port_status(self, ev):
+        """A node's link went down or came back: withdraw it from, or return it to, the
+        fabric at once (no API call, no health check: the switch saw the carrier)."""
+        msg = ev.msg
+        dp, ofp = msg.datapath, msg.datapath.ofproto
+        fabric = self.fabrics.get(dp.id)
+        if fabric is None:
+            return
+        up = msg.reason != ofp.OFPPR_DELETE and not msg.desc.state & ofp.OFPPS_LINK_DOWN
+        new = fabric.with_port_state(msg.desc.port_no, up)
+        if new == fabric:
+            return
+        for change in flows.program(dp, fabric, new):
+            dp.send_msg(change)
+        self.fabrics[dp.id] = new
+        self._persist()
+        LOG.info("port %s of switch %s is %s", msg.desc.port_no, dp.id, "up" if up else "down")
 
     @set_ev_cls([ofp_event.EventOFPBarrierReply, ofp_event.EventOFPGroupStatsReply,
                  ofp_event.EventOFPPortStatsReply], MAIN_DISPATCHER)

@@ -54,6 +54,10 @@ class Node:
     active: bool = True
     bucket_id: int = 0
     """Stable bucket ID (select15): given once, never reused."""
+    link_up: bool = True
+    """The switch reports the node's port up. A node whose link goes down is withdrawn, as a
+    router withdraws a route whose next hop is gone, and comes back when the link does; this
+    is separate from `active`, which only the operator changes."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,7 @@ class Fabric:
     @property
     def live(self) -> list[Node]:
         """Nodes that take new flows, in a stable order."""
-        return [n for n in self.nodes if n.active and n.weight > 0]
+        return [n for n in self.nodes if n.active and n.link_up and n.weight > 0]
 
     @property
     def table_size(self) -> int:
@@ -119,6 +123,12 @@ class Fabric:
     def with_node(self, name: str, **changes: object) -> Fabric:
         self.node(name)
         nodes = tuple(replace(n, **changes) if n.name == name else n for n in self.nodes)
+        return replace(self, nodes=nodes)
+
+    def with_port_state(self, port: int, up: bool) -> Fabric:
+        """The fabric after the switch said the link of `port` is up or down (unchanged when
+        no node sits on that port)."""
+        nodes = tuple(replace(n, link_up=up) if n.port == port else n for n in self.nodes)
         return replace(self, nodes=nodes)
 
     def slots(self) -> list[Node]:

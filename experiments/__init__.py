@@ -15,6 +15,7 @@ CATALOGUE: dict[str, str] = {
     "asymmetric-routing": "experiments.asymmetric_routing",
     "dsr": "experiments.dsr",
     "cgnat-skew": "experiments.cgnat_skew",
+    "az-failover": "experiments.az_failover",
 }
 
 

@@ -31,6 +31,12 @@ def figure(width: float = 7.5, height: float = 4.0, ncols: int = 1) -> tuple[Any
         return plt.subplots(1, ncols, figsize=(width, height))
 
 
+def grid(nrows: int, ncols: int, width: float, height: float) -> tuple[Any, Any]:
+    """A figure of nrows x ncols panels sharing their x axis; axes always 2-D."""
+    with plt.rc_context(STYLE):
+        return plt.subplots(nrows, ncols, figsize=(width, height), sharex=True, squeeze=False)
+
+
 def save(fig: Any, path: Path) -> Path:
     with plt.rc_context(STYLE):
         fig.savefig(path)

@@ -24,8 +24,17 @@ BALANCES = ("roundrobin", "static-rr", "leastconn", "first", "source", "random",
             "uri", "hdr(host)")
 
 
-Server = Backend
-"""HAProxy calls a backend a server."""
+@dataclass(frozen=True)
+class Server(Backend):
+    """A backend as HAProxy's `server` line sees it (HAProxy calls a backend a server)."""
+
+    backup: bool = False
+    """Used only while every non-backup server is down (e.g. another zone's servers)."""
+    maxconn: int = 0
+    """At most this many requests at the server at once (0: no limit); the rest queue in
+    HAProxy, where `maxqueue` and `timeout queue` bound them."""
+    maxqueue: int = 0
+    """Past this many requests queued for the server, new ones go elsewhere or get a 503."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,14 @@ class L7Config:
     timeout_connect_ms: int = 1000
     timeout_client_ms: int = 30000
     timeout_server_ms: int = 30000
+    timeout_queue_ms: int = 0
+    """How long a request may wait in HAProxy's queue before a 503 (0: HAProxy's default,
+    the connect timeout)."""
+    timeout_check_ms: int = 0
+    """A health check's read timeout; its connect timeout is min(connect, inter) (0: unset,
+    `inter` is the whole check's timeout)."""
+    allbackups: bool = False
+    """When the backups take over, use all of them rather than the first."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -70,6 +87,8 @@ class L7Config:
         for s in self.servers:
             if not 0 <= s.weight <= 256:
                 problems.append(f"server {s.name}: weight {s.weight} outside 0..256")
+            if s.maxqueue and not s.maxconn:
+                problems.append(f"server {s.name}: maxqueue needs maxconn (no queue without)")
         if problems:
             raise UsageError(f"L7 node {self.name}: " + "; ".join(problems))
 

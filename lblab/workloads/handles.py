@@ -36,8 +36,15 @@ class _UnixHTTP(http.client.HTTPConnection):
 
 
 class BackendHandle:
-    def __init__(self, lab: Any, node: str, cfg: BackendConfig) -> None:
-        self.lab, self.node, self.cfg = lab, node, cfg
+    def __init__(self, lab: Any, node: str, cfg: BackendConfig, proc: Any = None) -> None:
+        self.lab, self.node, self.cfg, self.proc = lab, node, cfg, proc
+
+    def stop(self) -> None:
+        """Stop this backend now, as a crash or a power loss would (another may start)."""
+        if self.proc is not None:
+            self.lab.stop_process(self.proc)
+            self.proc = None
+        Path(self.cfg.control_socket).unlink(missing_ok=True)
 
     def _call(self, method: str, path: str, body: dict | None = None) -> dict:
         conn = _UnixHTTP(self.cfg.control_socket)
@@ -62,6 +69,7 @@ class BackendHandle:
 def start_backend(lab: Any, node: str, ip: str, **settings: Any) -> BackendHandle:
     """Start a backend in `node`, listening on `ip`, and wait until it answers."""
     sock = lab.file(f"{node}-backend.sock")
+    sock.unlink(missing_ok=True)
     cfg = BackendConfig(name=node, ip=ip, control_socket=str(sock), **settings)
     cfg_path = lab.file(f"{node}-backend.json")
     cfg_path.write_text(json.dumps(asdict(cfg)))
@@ -69,7 +77,7 @@ def start_backend(lab: Any, node: str, ip: str, **settings: Any) -> BackendHandl
                      name=f"backend-{node}")
     lab.wait_listening(node, cfg.port, proc=proc)
     wait_until(sock.exists, timeout=10, what=f"{sock} to appear")
-    return BackendHandle(lab, node, cfg)
+    return BackendHandle(lab, node, cfg, proc)
 
 
 def run_client(lab: Any, node: str, cfg: ClientConfig, out_dir: Path,

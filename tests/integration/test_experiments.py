@@ -72,3 +72,16 @@ def test_cgnat_skew_quick(tmp_path):
     assert v["l7:roundrobin"]["jain"] > v["l7:source"]["jain"]
     assert set(v["ecmp:5tuple"]["shares"]) == {"a1", "a2", "a3"}
     assert (tmp_path / "cgnat-skew" / "shares.png").exists()
+
+
+def test_az_failover_quick(tmp_path):
+    result = run_quick("az-failover", tmp_path)
+    v = result["variants"]
+    assert set(v) == {f"{n}@{u:g}" for n in ("naive", "zone-aware", "surge") for u in (0.5, 0.9)}
+    # the controller withdrew the failed zone's LB node on its own, from the link going down
+    assert all(m["time_to_withdraw_s"] is not None for m in v.values())
+    # without admission control the saturated survivors' p99 is far above surge's
+    assert v["zone-aware@0.9"]["p99_ms_after"] > 2 * v["surge@0.9"]["p99_ms_after"]
+    assert v["naive@0.5"]["cross_zone_gb"] > 10 * v["zone-aware@0.5"]["cross_zone_gb"]
+    for plot in ("timeline.png", "sweep.png", "cross-zone-cost.png"):
+        assert (tmp_path / "az-failover" / plot).exists()

@@ -139,3 +139,46 @@ def test_switch_errors_are_logged(app, tmp_path):
     app.on_error(SimpleNamespace(msg=SimpleNamespace(datapath=dp, type=4, code=5, data=b"x")))
     assert "OpenFlow error from switch 1" in (tmp_path / "errors.log").read_text()
     (tmp_path / "errors.log").write_text("")
+
+
+def port_status(app, dp, port, link_down, reason="MODIFY"):
+    ofp = dp.ofproto
+    desc = SimpleNamespace(port_no=port, state=ofp.OFPPS_LINK_DOWN if link_down else 0)
+    msg = SimpleNamespace(datapath=dp, desc=desc, reason=getattr(ofp, f"OFPPR_{reason}"))
+    app.on_port_status(SimpleNamespace(msg=msg))
+
+
+def live_names(app):
+    return [n.name for n in app.fabric.live]
+
+
+def test_a_node_whose_link_goes_down_is_withdrawn_and_returns_with_it(app, tmp_path):
+    dp = connect(app, 1)
+    port = app.fabric.node("lb2").port
+    before = len(dp.sent)
+    port_status(app, dp, port, link_down=True)
+    assert live_names(app) == ["lb1", "lb3"]
+    assert "OFPGroupMod" in [type(m).__name__ for m in dp.sent[before:]]  # reprogrammed
+    (saved,) = json.loads((tmp_path / "state.json").read_text())
+    assert [n["link_up"] for n in saved["nodes"]] == [True, False, True, True]
+    port_status(app, dp, port, link_down=False)
+    assert live_names(app) == ["lb1", "lb2", "lb3"]
+    port_status(app, dp, port, link_down=False, reason="DELETE")
+    assert live_names(app) == ["lb1", "lb3"]
+
+
+def test_link_changes_elsewhere_leave_the_fabric_alone(app):
+    edge, other = connect(app, 1), connect(app, 2)
+    before = len(edge.sent)
+    port_status(app, edge, 7, link_down=True)  # a client's port, not a node's
+    port_status(app, other, app.fabric.node("lb1").port, link_down=True)  # another switch
+    assert len(edge.sent) == before and live_names(app) == ["lb1", "lb2", "lb3"]
+
+
+def test_an_operator_removed_node_stays_out_when_its_link_returns(app):
+    dp = connect(app, 1)
+    app.api_node({"name": "lb1"}, active=False)
+    port = app.fabric.node("lb1").port
+    port_status(app, dp, port, link_down=True)
+    port_status(app, dp, port, link_down=False)
+    assert live_names(app) == ["lb2", "lb3"]

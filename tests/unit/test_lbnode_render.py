@@ -66,6 +66,10 @@ L7_CASES = {
         hash_balance_factor=125, check=True, retries=2, retry_on="conn-failure 503",
         redispatch=True),
     "haproxy_cookie.cfg": l7.L7Config("l7", "10.0.0.2", 80, S, cookie=True),
+    "haproxy_zone_surge.cfg": l7.L7Config(
+        "l7", "10.0.0.2", 80, (l7.Server("b1", "10.1.1.1", 8080, maxconn=4, maxqueue=4),
+                               l7.Server("b2", "10.1.2.1", 8080, backup=True, maxconn=4)),
+        check=True, timeout_queue_ms=100, timeout_check_ms=250, allbackups=True),
 }
 
 
@@ -110,6 +114,7 @@ BAD_L7 = [
     (dict(hash_type="ring"), "hash_type 'ring' is not consistent or map-based"),
     (dict(hash_balance_factor=125), "hash_balance_factor needs hash_type consistent"),
     (dict(servers=(S[0], S[0])), "server names must be unique"),
+    (dict(servers=(l7.Server("b", "10.1.1.1", maxqueue=2),)), "server b: maxqueue needs maxconn"),
 ]
 
 

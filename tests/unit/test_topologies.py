@@ -29,3 +29,24 @@ def test_two_tier_wiring():
     assert sum(1 for a, b in topo.links() if "lb1" in (a, b)) == 2
     info = topo.linkInfo("lb1", "s2")
     assert info["params1"]["ip"] == "10.1.0.1/16"
+
+
+def test_zones_wiring():
+    ns = runpy.run_path(str(TOPOLOGIES / "zones.py"))
+    topo = ns["topos"]["zones"](zones=3, backends=2)
+    assert sorted(topo.hosts()) == ["b11", "b12", "b21", "b22", "b31", "b32", "l1", "l2",
+                                    "l3", "u1"]
+    assert sorted(topo.switches()) == ["core", "edge", "z1", "z2", "z3"]
+    # every zone reaches the others only through its one uplink to the core
+    for z in (1, 2, 3):
+        assert {a if b == f"z{z}" else b for a, b in topo.links() if f"z{z}" in (a, b)} == {
+            f"l{z}", f"b{z}1", f"b{z}2", "core"}
+    assert topo.linkInfo("z2", "core")["port1"] == ns["UPLINK_PORT"]
+    assert topo.linkInfo("l2", "edge")["port2"] == 102
+    assert ns["zone_of_backend"]("b32") == 3 and ns["zone_of_address"]("10.1.2.1") == 2
+
+
+def test_zones_refuse_impossible_sizes():
+    ns = runpy.run_path(str(TOPOLOGIES / "zones.py"))
+    with pytest.raises(ValueError, match="zones must be 2..9"):
+        ns["topos"]["zones"](zones=1)
