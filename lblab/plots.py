@@ -32,9 +32,11 @@ def figure(width: float = 7.5, height: float = 4.0, ncols: int = 1) -> tuple[Any
 
 
 def grid(nrows: int, ncols: int, width: float, height: float) -> tuple[Any, Any]:
-    """A figure of nrows x ncols panels sharing their x axis; axes always 2-D."""
+    """A figure of nrows x ncols panels sharing their x axis, and each row its y axis (so
+    columns compare at a glance); axes always 2-D."""
     with plt.rc_context(STYLE):
-        return plt.subplots(nrows, ncols, figsize=(width, height), sharex=True, squeeze=False)
+        return plt.subplots(nrows, ncols, figsize=(width, height), sharex=True, sharey="row",
+                            squeeze=False)
 
 
 def save(fig: Any, path: Path) -> Path:

@@ -31,10 +31,8 @@ class Server(Backend):
     backup: bool = False
     """Used only while every non-backup server is down (e.g. another zone's servers)."""
     maxconn: int = 0
-    """At most this many requests at the server at once (0: no limit); the rest queue in
-    HAProxy, where `maxqueue` and `timeout queue` bound them."""
-    maxqueue: int = 0
-    """Past this many requests queued for the server, new ones go elsewhere or get a 503."""
+    """At most this many requests at the server at once (0: no limit); the rest wait in
+    the backend's queue, which `max_queued` and `timeout queue` bound."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +68,9 @@ class L7Config:
     `inter` is the whole check's timeout)."""
     allbackups: bool = False
     """When the backups take over, use all of them rather than the first."""
+    max_queued: int = 0
+    """Admission control: refuse a request at once (503) when this many already wait in the
+    backend's queue for a server under its maxconn (0: no bound but `timeout queue`)."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -87,8 +88,8 @@ class L7Config:
         for s in self.servers:
             if not 0 <= s.weight <= 256:
                 problems.append(f"server {s.name}: weight {s.weight} outside 0..256")
-            if s.maxqueue and not s.maxconn:
-                problems.append(f"server {s.name}: maxqueue needs maxconn (no queue without)")
+        if self.max_queued and not all(s.maxconn for s in self.servers):
+            problems.append("max_queued needs maxconn on every server (no queue without)")
         if problems:
             raise UsageError(f"L7 node {self.name}: " + "; ".join(problems))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import time
 from dataclasses import dataclass
 
 
@@ -39,6 +40,10 @@ class CapacityStats:
     rejected: int = 0
     busy: int = 0
     queued: int = 0
+    busy_s: float = 0.0
+    """Worker-seconds spent serving, in-progress service included up to the moment the
+    stats were read: its change over a window / (window x workers) is the utilization,
+    exactly, where sampling `busy` would only estimate it."""
 
 
 class CapacityModel:
@@ -46,23 +51,38 @@ class CapacityModel:
         self.workers = workers
         self.queue_limit = queue_limit
         self._slots = asyncio.Semaphore(workers)
-        self.stats = CapacityStats()
+        self._stats = CapacityStats()
+        self._started_sum = 0.0
+        """Sum of the start times of the services in progress."""
+
+    @property
+    def stats(self) -> CapacityStats:
+        """The counters now (busy_s brought up to this instant)."""
+        now = time.monotonic()
+        s = self._stats
+        return CapacityStats(s.arrived, s.served, s.rejected, s.busy, s.queued,
+                             s.busy_s + s.busy * now - self._started_sum)
 
     async def serve(self, seconds: float) -> None:
         """Occupy one worker for `seconds`, after waiting in the queue if needed."""
-        self.stats.arrived += 1
-        if self.stats.busy >= self.workers and self.stats.queued >= self.queue_limit:
-            self.stats.rejected += 1
+        stats = self._stats
+        stats.arrived += 1
+        if stats.busy >= self.workers and stats.queued >= self.queue_limit:
+            stats.rejected += 1
             raise Overloaded
-        self.stats.queued += 1
+        stats.queued += 1
         try:
             await self._slots.acquire()
         finally:
-            self.stats.queued -= 1
-        self.stats.busy += 1
+            stats.queued -= 1
+        started = time.monotonic()
+        stats.busy += 1
+        self._started_sum += started
         try:
             await asyncio.sleep(seconds)
-            self.stats.served += 1
+            stats.served += 1
         finally:
-            self.stats.busy -= 1
+            stats.busy -= 1
+            self._started_sum -= started
+            stats.busy_s += time.monotonic() - started
             self._slots.release()

@@ -67,9 +67,9 @@ L7_CASES = {
         redispatch=True),
     "haproxy_cookie.cfg": l7.L7Config("l7", "10.0.0.2", 80, S, cookie=True),
     "haproxy_zone_surge.cfg": l7.L7Config(
-        "l7", "10.0.0.2", 80, (l7.Server("b1", "10.1.1.1", 8080, maxconn=4, maxqueue=4),
+        "l7", "10.0.0.2", 80, (l7.Server("b1", "10.1.1.1", 8080, maxconn=4),
                                l7.Server("b2", "10.1.2.1", 8080, backup=True, maxconn=4)),
-        check=True, timeout_queue_ms=100, timeout_check_ms=250, allbackups=True),
+        check=True, timeout_queue_ms=100, timeout_check_ms=250, allbackups=True, max_queued=8),
 }
 
 
@@ -114,7 +114,7 @@ BAD_L7 = [
     (dict(hash_type="ring"), "hash_type 'ring' is not consistent or map-based"),
     (dict(hash_balance_factor=125), "hash_balance_factor needs hash_type consistent"),
     (dict(servers=(S[0], S[0])), "server names must be unique"),
-    (dict(servers=(l7.Server("b", "10.1.1.1", maxqueue=2),)), "server b: maxqueue needs maxconn"),
+    (dict(max_queued=2), "max_queued needs maxconn on every server"),
 ]
 
 

@@ -49,3 +49,18 @@ def test_workers_bound_concurrency():
         return peak
 
     assert asyncio.run(scenario()) == 2
+
+
+def test_busy_seconds_count_the_work_done_and_in_progress():
+    async def scenario():
+        model = CapacityModel(workers=2, queue_limit=10)
+        t0 = model.stats.busy_s
+        running = [asyncio.create_task(model.serve(0.1)) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        midway = model.stats.busy_s - t0  # two workers busy for 0.05 s
+        await asyncio.gather(*running)
+        return midway, model.stats.busy_s - t0
+
+    midway, total = asyncio.run(scenario())
+    assert midway == pytest.approx(0.1, abs=0.02)
+    assert total == pytest.approx(0.3, abs=0.03)
