@@ -54,6 +54,7 @@ from lblab.results import read_csv, write_csv
 from lblab.sampler import Sampler
 from lblab.workloads.client import ClientConfig
 from lblab.workloads.handles import BackendHandle, run_client, start_backend
+from lbnodes.common import hold_vip_quietly
 from lbnodes.l7 import L7Config, L7Node, Server
 from topologies.zones import (
     ANYCAST_VIP,
@@ -200,9 +201,7 @@ class Zones:
         self.lbs: dict[int, L7Node] = {}
         self.variant = ""
         for z in range(1, p.zones + 1):
-            self.lab.run(lb_name(z), ["ip", "addr", "add", f"{ANYCAST_VIP}/32", "dev", "lo"])
-            for key in ("arp_ignore=1", "arp_announce=2"):
-                self.lab.run(lb_name(z), ["sysctl", "-q", "-w", f"net.ipv4.conf.all.{key}"])
+            hold_vip_quietly(lab, lb_name(z), ANYCAST_VIP)
             self.backends[z] = [self._backend(z, k) for k in range(1, p.backends + 1)]
 
     def _backend(self, z: int, k: int) -> BackendHandle:
@@ -223,7 +222,7 @@ class Zones:
                     self.lbs.pop(z).stop()
                 self.lbs[z] = L7Node(self.lab, l7_config(self.p, variant, z)).start()
         self.variant = variant
-        wait_until(lambda: all(n["link_up"] and n["active"] for n in self._fabric_nodes()),
+        wait_until(lambda: all(n["link_up"] and n["active"] for n in self.fabric_nodes()),
                    timeout=10, what="the controller to count every zone's LB node live")
         wait_until(self._all_servers_up, timeout=10 + 4 * self.p.check_inter_ms / 1000,
                    what="every HAProxy to see every backend up")
@@ -232,15 +231,17 @@ class Zones:
                                for s in self.capacity().values()),
                    timeout=drain, what="backends to finish the previous run's work")
 
-    def _fabric_nodes(self) -> list[dict]:
+    def fabric_nodes(self) -> list[dict]:
         return self.lab.controller_api_call("GET", "/state")["fabric"]["nodes"]
 
     def _all_servers_up(self) -> bool:
         return all(row["status"] == "UP" for lb in self.lbs.values()
                    for row in lb.api.servers(lb.backend).values())
 
-    def capacity(self) -> dict[str, dict]:
-        return {h.node: h.stats()["capacity"] for hs in self.backends.values() for h in hs}
+    def capacity(self, names: list[str] | None = None) -> dict[str, dict]:
+        """Capacity counters of the running backends (or of those named)."""
+        return {h.node: h.stats()["capacity"] for hs in list(self.backends.values())
+                for h in hs if names is None or h.node in names}
 
     def fail(self) -> float:
         """Zone failure: links down first (the zone is cut off at once), then its processes
@@ -296,13 +297,13 @@ def _one_run(ctx: RunContext, lab: Lab, zones: Zones, p: Params, variant: str, u
                  for k in range(1, p.backends + 1)]
     cores = [core_intf(z) for z in range(1, p.zones + 1)]
     base_bytes = {n: s["rx_bytes"] for n, s in link_stats(cores).items()}
-    base_cap = zones.capacity()
+    base_cap = zones.capacity(survivors)
     origin = time.time() + CLIENT_BOOT_S
     cut: list[float] = []
 
     def probe() -> dict:
-        cap = zones.capacity()
-        live = {n["name"]: n["link_up"] and n["active"] for n in zones._fabric_nodes()}
+        cap = zones.capacity(survivors)  # not the failing zone's: they stop under our feet
+        live = {n["name"]: n["link_up"] and n["active"] for n in zones.fabric_nodes()}
         return {"wall": time.time(),
                 "arrived": sum(cap[n]["arrived"] - base_cap[n]["arrived"] for n in survivors),
                 "busy_s": sum(cap[n]["busy_s"] - base_cap[n]["busy_s"] for n in survivors),

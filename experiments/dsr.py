@@ -30,7 +30,8 @@ from lblab.lab import Lab
 from lblab.params import param
 from lblab.workloads.client import ClientConfig
 from lblab.workloads.handles import run_client, start_backend
-from lbnodes.l4 import Backend, L4Config, L4Node, prepare_dsr_backend
+from lbnodes.common import hold_vip_quietly
+from lbnodes.l4 import Backend, L4Config, L4Node
 from topologies.two_tier import (
     RETURN_ROUTER_BACK,
     ROLES,
@@ -85,7 +86,7 @@ def run(ctx: RunContext) -> Outcome:
         lab.run("lb1", ["ip", "addr", "add", f"{VIP}/32", "dev", "lb1-eth0"])
         lab.run("rt", ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
         for i in range(1, p.backends + 1):
-            prepare_dsr_backend(lab, f"b{i}", VIP)
+            hold_vip_quietly(lab, f"b{i}", VIP)  # a DSR backend answers from the VIP
             lab.run(f"b{i}", ["ip", "route", "add", "10.0.0.0/16", "via", RETURN_ROUTER_BACK])
             start_backend(lab, f"b{i}", "0.0.0.0", port=80, service_ms=1, workers=64,
                           service_dist="constant")

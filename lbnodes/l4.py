@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lblab.errors import UsageError
-from lbnodes.common import TEMPLATES, Backend
+from lbnodes.common import TEMPLATES, Backend, hold_vip_quietly
 
 __all__ = ["Backend", "L4Config", "L4Node", "render", "conntrack_object_size",
-           "prepare_dsr_backend", "CT_SYSCTL", "TEMPLATES"]
+           "CT_SYSCTL", "TEMPLATES"]
 
 
 HASH_FIELDS = {
@@ -134,9 +134,7 @@ class L4Node:
         node = self.cfg.name
         self._write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
         if self.cfg.vip_on_loopback:
-            self._write_sysctl("/proc/sys/net/ipv4/conf/all/arp_ignore", "1")
-            self._write_sysctl("/proc/sys/net/ipv4/conf/all/arp_announce", "2")
-            self.lab.run(node, ["ip", "addr", "add", f"{self.cfg.vip}/32", "dev", "lo"])
+            hold_vip_quietly(self.lab, node, self.cfg.vip)
         if self.cfg.synproxy or not self.cfg.tcp_loose:
             self._write_sysctl(CT_SYSCTL.format("tcp_loose"), "0")
         path = self.lab.file(f"{node}.nft")
@@ -198,14 +196,6 @@ class L4Node:
             if len(cols) > 3 and cols[0] == "tcp":
                 states[cols[3]] = states.get(cols[3], 0) + 1
         return states
-
-
-def prepare_dsr_backend(lab: Any, node: str, vip: str) -> None:
-    """A DSR backend holds the VIP on lo and never answers ARP for it (arp_ignore=1,
-    arp_announce=2), so only the LB node attracts the VIP's traffic. Per-namespace settings."""
-    for key, value in (("arp_ignore", "1"), ("arp_announce", "2")):
-        lab.run(node, ["sysctl", "-q", "-w", f"net.ipv4.conf.all.{key}={value}"])
-    lab.run(node, ["ip", "addr", "add", f"{vip}/32", "dev", "lo"])
 
 
 def conntrack_object_size() -> int | None:
