@@ -37,11 +37,12 @@ from lblab import claims as C
 from lblab import plots
 from lblab.experiment import Outcome, RunContext
 from lblab.lab import ControllerSpec, Lab
+from lblab.links import add_addresses
 from lblab.params import param
 from lblab.results import write_csv
 from lblab.workloads.client import ClientConfig
 from lblab.workloads.handles import run_client, start_backend
-from lbnodes.cgnat import add_addresses, start_cgnat
+from lbnodes.cgnat import start_cgnat
 from lbnodes.l4 import Backend, L4Config, L4Node
 from lbnodes.l7 import L7Config, L7Node, Server
 from topologies.cgnat import (

@@ -21,9 +21,3 @@ def start_cgnat(lab: Any, name: str, public_ifname: str) -> None:
     path: Path = lab.file(f"{name}.nft")
     path.write_text(render(name, public_ifname))
     lab.run(name, ["nft", "-f", str(path)])
-
-
-def add_addresses(lab: Any, node: str, ifname: str, addresses: list[str], prefix: int) -> None:
-    """Give a user host one address per user, in one `ip -batch` call."""
-    batch = "".join(f"addr add {a}/{prefix} dev {ifname}\n" for a in addresses)
-    lab.run(node, ["ip", "-batch", "-"], stdin=batch)
