@@ -51,7 +51,7 @@ from lblab.params import param
 from lblab.queueing import MMcK
 from lblab.ready import wait_until
 from lblab.results import read_csv, write_csv
-from lblab.sampler import Sampler
+from lblab.sampler import Sampler, counter_delta
 from lblab.workloads.client import ClientConfig
 from lblab.workloads.handles import BackendHandle, run_client, start_backend
 from lbnodes.common import hold_vip_quietly
@@ -365,20 +365,11 @@ def _cross_zone(rows: list[dict]) -> tuple[int, int]:
     return cross, len(ok)
 
 
-def _at(samples: list[dict], key: str, t: float) -> float:
-    """A cumulative sampled counter at time t, interpolated."""
-    pts = [(0.0, 0.0)] + [(s["t"], float(s[key])) for s in samples if s["t"] >= 0]
-    for (ta, a), (tb, b) in zip(pts, pts[1:], strict=False):
-        if ta <= t <= tb:
-            return a + (b - a) * ((t - ta) / (tb - ta) if tb > ta else 0)
-    return pts[-1][1]
-
-
 def _utilization(samples: list[dict], lo: float, hi: float, workers: int) -> float | None:
     """Worker-seconds served in [lo, hi) over the workers' seconds available."""
     if not samples or samples[-1]["t"] < hi:
         return None
-    return (_at(samples, "busy_s", hi) - _at(samples, "busy_s", lo)) / ((hi - lo) * workers)
+    return counter_delta(samples, "busy_s", lo, hi) / ((hi - lo) * workers)
 
 
 def _first_after(samples: list[dict], key: str, value: bool, t: float) -> float | None:
@@ -403,12 +394,11 @@ def _metrics(p: Params, u: float, records: list[dict], samples: list[dict], t_cu
     workers = n_survivors * p.workers
     # The survivors' share of the offered requests, before and after: its ratio is their
     # load multiplier with the schedule's own Poisson wobble divided out.
-    arrived_before = _at(samples, "arrived", t_cut) - _at(samples, "arrived", WARMUP_S)
-    arrived_after = _at(samples, "arrived", after_hi) - _at(samples, "arrived", after_lo)
+    arrived_before = counter_delta(samples, "arrived", WARMUP_S, t_cut)
+    arrived_after = counter_delta(samples, "arrived", after_lo, after_hi)
     share_before = arrived_before / len(before) if before else None
     share_after = arrived_after / len(after) if after else None
-    cross_bytes_steady = _at(samples, "cross_bytes", t_cut) - _at(samples, "cross_bytes",
-                                                                   WARMUP_S)
+    cross_bytes_steady = counter_delta(samples, "cross_bytes", WARMUP_S, t_cut)
     total_bytes = samples[-1]["cross_bytes"] if samples else 0
     gb = total_bytes / 1e9
     per_request = cross_bytes_steady / len(steady) if steady else None
@@ -459,8 +449,7 @@ def _timeline(p: Params, variant: str, u: float, records: list[dict], samples: l
             "p50_ms": _p(lat, 0.5) if lat else "", "p99_ms": _p(lat, 0.99) if lat else "",
             "survivor_utilization": _utilization(samples, lo, hi, n_survivors * p.workers)
             or "",
-            "cross_zone_mb_per_s": (_at(samples, "cross_bytes", hi)
-                                    - _at(samples, "cross_bytes", lo)) / BIN_S / 1e6,
+            "cross_zone_mb_per_s": counter_delta(samples, "cross_bytes", lo, hi) / BIN_S / 1e6,
         })
     return rows
 

@@ -39,7 +39,7 @@ from lblab.lab import Lab
 from lblab.params import param
 from lblab.ready import wait_until
 from lblab.results import read_csv, write_csv, write_json
-from lblab.sampler import Sampler
+from lblab.sampler import Sampler, counter_delta
 from lblab.workloads.client import ClientConfig
 from lblab.workloads.handles import run_client, start_backend
 from lbnodes.l7 import L7Config, L7Node, Server
@@ -242,15 +242,7 @@ def _bins(p: Params, variant: str, records: list[dict], samples: list[dict]) -> 
 
 def _rate_per_bin(samples: list[dict], nbins: int) -> list[float]:
     """Backend arrivals per bin, interpolated from the cumulative counter samples."""
-    pts = [(0.0, 0)] + [(s["t"], s["arrived"]) for s in samples]
-
-    def at(t: float) -> float:
-        for (t0, a0), (t1, a1) in zip(pts, pts[1:], strict=False):
-            if t0 <= t <= t1:
-                return a0 + (a1 - a0) * ((t - t0) / (t1 - t0) if t1 > t0 else 0)
-        return float(pts[-1][1])
-
-    return [at((b + 1) * BIN_S) - at(b * BIN_S) for b in range(nbins)]
+    return [counter_delta(samples, "arrived", b * BIN_S, (b + 1) * BIN_S) for b in range(nbins)]
 
 
 def _window(p: Params, rows: list[dict], lo: float, hi: float, key: str) -> list[float]:

@@ -54,3 +54,19 @@ class Sampler:
                 self.rows.append({"t": round(started - self.t0, 3), **row,
                                   "cpu_busy": round(busy, 3)})
             self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
+
+
+def counter_at(samples: list[dict], key: str, t: float) -> float:
+    """A cumulative counter sampled as `samples[i][key]` at `samples[i]["t"]`, read at time
+    t by linear interpolation; it is 0 at t = 0 (samples before 0 are ignored) and holds its
+    last value after the last sample."""
+    pts = [(0.0, 0.0)] + [(s["t"], float(s[key])) for s in samples if s["t"] >= 0]
+    for (ta, a), (tb, b) in zip(pts, pts[1:], strict=False):
+        if ta <= t <= tb:
+            return a + (b - a) * ((t - ta) / (tb - ta) if tb > ta else 0)
+    return pts[-1][1]
+
+
+def counter_delta(samples: list[dict], key: str, lo: float, hi: float) -> float:
+    """How much a sampled cumulative counter grew over [lo, hi] (see counter_at)."""
+    return counter_at(samples, key, hi) - counter_at(samples, key, lo)

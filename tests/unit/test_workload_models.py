@@ -64,3 +64,13 @@ def test_busy_seconds_count_the_work_done_and_in_progress():
     midway, total = asyncio.run(scenario())
     assert midway == pytest.approx(0.1, abs=0.02)
     assert total == pytest.approx(0.3, abs=0.03)
+
+
+def test_sampled_counters_are_read_between_and_after_samples():
+    from lblab.sampler import counter_at, counter_delta
+
+    samples = [{"t": -0.5, "n": 99}, {"t": 1.0, "n": 10}, {"t": 3.0, "n": 30}]
+    assert counter_at(samples, "n", 0.5) == 5  # from 0 at t = 0; the pre-start sample ignored
+    assert counter_at(samples, "n", 2.0) == 20
+    assert counter_at(samples, "n", 9.0) == 30  # holds its last value
+    assert counter_delta(samples, "n", 1.0, 2.5) == 15
