@@ -20,9 +20,9 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from lblab.smoke import smoke_lab
 from lblab.workloads.client import ClientConfig
 from lblab.workloads.handles import run_client
+from lbnodes.smoke import smoke_lab
 
 LAG_P99_MS = 20.0
 

@@ -29,12 +29,12 @@ from pathlib import Path
 from controllers.policies import POLICIES, Fabric, moved_fraction, shares
 from lblab import claims as C
 from lblab import plots
-from lblab.anycast import anycast_lab, fabric
 from lblab.experiment import Outcome, RunContext
 from lblab.params import param
 from lblab.results import write_csv, write_json
 from lblab.workloads.conns import ConnsConfig
 from lblab.workloads.handles import start_conns
+from lbnodes.anycast import anycast_lab, fabric
 from topologies.two_tier import ANYCAST_VIP, ROLES, lb_back_ip
 
 NAME = "ecmp-rehash"

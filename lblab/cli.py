@@ -149,7 +149,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from mininet.cli import CLI
 
-    from lblab.smoke import smoke_lab
+    from lbnodes.smoke import smoke_lab
 
     with smoke_lab(args.lab) as smoke:
         out.print(f"smoke lab up: L4 VIP {smoke.l4_url}  L7 VIP {smoke.l7_url}  "

@@ -9,11 +9,11 @@ from collections import Counter
 import pytest
 
 from controllers.policies import POLICIES
-from lblab.anycast import anycast_lab
 from lblab.ready import wait_until
 from lblab.workloads.client import ClientConfig
 from lblab.workloads.conns import ConnsConfig
 from lblab.workloads.handles import run_client, start_conns
+from lbnodes.anycast import anycast_lab
 from topologies.two_tier import ANYCAST_VIP, lb_back_ip
 
 pytestmark = pytest.mark.integration

@@ -24,7 +24,7 @@ CONNTRACK_MAX = Path("/proc/sys/net/netfilter/nf_conntrack_max")
 CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from lblab.smoke import smoke_lab
+    from lbnodes.smoke import smoke_lab
     from lblab.errors import LabInterrupted
     try:
         with smoke_lab(sys.argv[1]) as s:

@@ -10,9 +10,9 @@ import urllib.request
 import pytest
 
 from lblab.ready import wait_until
-from lblab.smoke import smoke_lab
 from lblab.workloads.client import ClientConfig
 from lblab.workloads.handles import run_client
+from lbnodes.smoke import smoke_lab
 
 pytestmark = pytest.mark.integration
 

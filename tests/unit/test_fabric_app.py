@@ -10,7 +10,7 @@ import pytest
 from os_ken.lib.packet import arp, ethernet, packet
 
 from controllers.api import ApiError
-from lblab.anycast import fabric as anycast_fabric
+from lbnodes.anycast import fabric as anycast_fabric
 from tests.unit.test_flows import FakeDatapath
 
 
