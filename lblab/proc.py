@@ -71,29 +71,38 @@ class ProcRecord:
         return asdict(self)
 
 
-def stop_all(records: list[ProcRecord], grace_s: float = 3.0) -> list[ProcRecord]:
-    """SIGTERM every record, wait up to grace_s, SIGKILL the rest; return those still alive."""
+def stop_all(records: list[ProcRecord], grace_s: float = 3.0, *,
+             reap: bool = True) -> list[ProcRecord]:
+    """SIGTERM every record, wait up to grace_s, SIGKILL the rest; return those still alive.
+
+    reap=False leaves exited children for their Popen to collect (and report the real exit
+    status); a zombie already counts as stopped.
+    """
+    records_to_reap = records if reap else []
     for rec in records:
         rec.signal(signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline and any(r.alive() for r in records):
-        _reap()
+        _reap(records_to_reap)
         time.sleep(0.05)
     for rec in records:
         rec.signal(signal.SIGKILL)
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline and any(r.alive() for r in records):
-        _reap()
+        _reap(records_to_reap)
         time.sleep(0.05)
+    _reap(records_to_reap)
     return [r for r in records if r.alive()]
 
 
-def _reap() -> None:
-    """Collect exited children of this process so they do not linger as zombies."""
-    try:
-        while True:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-            if pid == 0:
-                return
-    except ChildProcessError:
-        return
+def _reap(records: list[ProcRecord]) -> None:
+    """Collect those of `records` that are exited children of this process, so they do not
+    linger as zombies. Only these PIDs: `waitpid(-1)` would also reap a child that another
+    thread waits on through its Popen, which then reports exit status 0 whatever it was."""
+    for rec in records:
+        if start_time(rec.pid) != rec.start:
+            continue  # gone, or its PID now belongs to another process
+        try:
+            os.waitpid(rec.pid, os.WNOHANG)
+        except ChildProcessError:
+            continue
