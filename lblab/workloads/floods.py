@@ -18,10 +18,13 @@ MAX_FLOOD_PACKETS = 5_000_000
 MAX_SECONDS = 600
 
 
-def check_target(lab: Any, ip: str) -> None:
+def check_target(lab: Any, ip: str, what: str = "") -> None:
+    """Refuse a target that is not one of the lab's own addresses (floods, iperf3 and the
+    client's URLs all go through here); `what` names the target in the message."""
     if ip not in lab.addresses():
-        raise UsageError(f"{ip} is not an address inside lab {lab.name}; floods and load "
-                         "only go to the lab's own hosts")
+        prefix = f"{what}: " if what else ""
+        raise UsageError(f"{prefix}{ip} is not an address inside lab {lab.name}; floods and "
+                         "load only go to the lab's own hosts")
 
 
 def _bounded_wait(lab: Any, proc: subprocess.Popen, seconds: float, what: str) -> int:

@@ -16,12 +16,14 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from lblab.errors import LabError
 from lblab.ready import wait_until
 from lblab.workloads.backend import BackendConfig
 from lblab.workloads.client import ClientConfig
 from lblab.workloads.conns import ConnsConfig
+from lblab.workloads.floods import check_target
 
 
 class _UnixHTTP(http.client.HTTPConnection):
@@ -85,7 +87,10 @@ def run_client(lab: Any, node: str, cfg: ClientConfig, out_dir: Path,
     """Run an open-loop client in `node` to completion; return (records, summary).
 
     The run is bounded: it is killed if it outlives its schedule plus the longest retry chain.
+    Every target URL's host must be an address inside the lab (as for floods).
     """
+    for url in cfg.targets:
+        check_target(lab, urlsplit(url).hostname or url, f"client target {url}")
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg.records = str(out_dir / f"{tag}-records.csv")
     cfg.summary = str(out_dir / f"{tag}-summary.json")
