@@ -1,4 +1,4 @@
-"""The lblab command line: list, run, report, compare, doctor, clean, up.
+"""The lblab command line: list, run, plot, report, compare, doctor, clean, up.
 
 Every error a user can cause prints one line naming the fix and exits 2; claims that do not
 hold exit 1; an internal failure exits 3.
@@ -7,6 +7,7 @@ hold exit 1; an internal failure exits 3.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-import experiments
+from lblab import catalogue, driver
 from lblab.errors import LabInterrupted, LblabError, UsageError
 
 console = Console(stderr=True, highlight=False)
@@ -25,18 +26,103 @@ def cmd_list(args: argparse.Namespace) -> int:
     from lblab.params import describe
 
     if args.params:
-        mod = experiments.load(args.params)
-        table = Table("parameter", "type", "default", "quick", "meaning", title=mod.TITLE)
-        quick = vars(mod.quick())
-        for name, kind, default, help_text in describe(mod.Params()):
+        exp = catalogue.load(args.params)
+        table = Table("parameter", "type", "default", "quick", "meaning", title=exp.title)
+        quick = vars(exp.quick())
+        for name, kind, default, help_text in describe(exp.Params()):
             table.add_row(name, kind, default, str(quick[name]), help_text)
         out.print(table)
+        variants = driver.plan_variants(exp, exp.Params())
+        out.print("variants: " + ", ".join(v.name for v in variants))
         return 0
-    table = Table("experiment", "what it shows", "needs")
-    for name in experiments.names():
-        mod = experiments.load(name)
-        table.add_row(name, mod.SUMMARY, ", ".join(mod.NEEDS))
+    table = Table("experiment", "what it shows", "variants", "needs")
+    for name in catalogue.names():
+        exp = catalogue.load(name)
+        table.add_row(name, exp.summary,
+                      ", ".join(v.name for v in driver.plan_variants(exp, exp.Params())),
+                      ", ".join(exp.needs))
     out.print(table)
+    return 0
+
+
+class RichProgress(driver.Progress):
+    """Progress on stderr: a bar per experiment (elapsed, and an ETA from the variants'
+    declared durations), and a log line per step."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.started = time.monotonic()
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                            console=console, transient=True)
+        self.task = None
+        self.tag = ""
+
+    def experiment(self, name, rep, repeat, plans, seconds):
+        self.tag = name + (f" #{rep + 1}/{repeat}" if repeat > 1 else "")
+        self.bar.start()
+        self.task = self.bar.add_task(self.tag, total=seconds)
+        self.step(f"{len(plans)} variants, about {seconds / 60:.1f} min")
+
+    def variant(self, plan):
+        self.bar.update(self.task, description=f"{self.tag}: {plan.name}")
+        self.step(f"{plan.name} ({plan.seconds:.0f} s declared)")
+
+    def step(self, message):
+        console.log(f"[bold]{self.tag}[/bold] {message}  "
+                    f"[dim]({time.monotonic() - self.started:.0f} s)")
+
+    def advance(self, seconds):
+        self.bar.advance(self.task, seconds)
+
+    def done(self):
+        self.bar.stop()
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+            self.task = None
+
+    @contextlib.contextmanager
+    def paused(self):
+        self.bar.stop()
+        try:
+            yield
+        finally:
+            self.bar.start()
+
+
+def _only(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UsageError("--only expects VARIANT[,VARIANT...]")
+    return names
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    from lblab import runner
+
+    runner.check_repeat(args.repeat)
+    planned = runner.plan(args.names, args.set or [], args.quick, _only(args.only))
+    table = Table("experiment", "variants (declared s)", "parameters changed", "about",
+                  title="lblab run --dry-run: nothing is created")
+    total = 0.0
+    for row in runner.describe_plan(planned, args.repeat):
+        total += row["seconds"]
+        table.add_row(row["experiment"],
+                      ", ".join(f"{v.name} ({v.seconds:.0f})" for v in row["variants"]),
+                      ", ".join(f"{k}={v}" for k, v in row["changed"].items()) or "-",
+                      f"{row['seconds'] / 60:.1f} min")
+    out.print(table)
+    out.print(f"{len(planned)} experiments x {args.repeat} repetitions, about "
+              f"{total / 60:.1f} min; results would go to {args.out}")
     return 0
 
 
@@ -44,14 +130,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lblab import runner
     from lblab.report import report
 
-    started = time.monotonic()
-
-    def progress(name: str, rep: int, message: str) -> None:
-        tag = f"{name}" + (f" #{rep + 1}" if args.repeat > 1 else "")
-        console.log(f"[bold]{tag}[/bold] {message}  [dim]({time.monotonic() - started:.0f} s)")
-
+    if args.dry_run:
+        return _dry_run(args)
     code = runner.run(args.names, args.set or [], quick=args.quick, seed=args.seed,
-                      out=args.out, repeat=args.repeat, lab=args.lab, progress=progress)
+                      out=args.out, repeat=args.repeat, lab=args.lab, progress=RichProgress(),
+                      only=_only(args.only), keep_lab_on_failure=args.keep_lab_on_failure)
     page = report(args.out)
     _print_claims(args.out)
     out.print(f"report: {page}")
@@ -71,16 +154,37 @@ def _print_claims(root: Path) -> None:
             table.add_row(folder.name, "-", "", "", "", "[yellow]incomplete[/yellow]")
             continue
         for c in result["claims"]:
-            verdict = "[green]holds[/green]" if c["holds"] else "[red]does not hold[/red]"
-            table.add_row(folder.name, c["id"], fmt(c["predicted"]), fmt(c["measured"]),
-                          c["tolerance"], verdict)
+            text = c.get("verdict") or ("holds" if c["holds"] else "does not hold")
+            colour = "yellow" if c.get("skipped") else "green" if c["holds"] else "red"
+            predicted = (f"{fmt(c['predicted'])}-{fmt(c['upper'])}"
+                         if c.get("upper") is not None else fmt(c["predicted"]))
+            table.add_row(folder.name, c["id"], "" if c.get("skipped") else predicted,
+                          fmt(c["measured"]), c["tolerance"], f"[{colour}]{text}[/{colour}]")
+        for variant, problems in (result.get("measurement_problems") or {}).items():
+            for problem in problems:
+                table.add_row(folder.name, f"measurement: {variant}", "", "", "",
+                              f"[red]invalid: {problem}[/red]")
     out.print(table)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from lblab.results import experiment_folders
+
+    if not args.dir.is_dir():
+        raise UsageError(f"{args.dir} is not a results folder (give the --out of `lblab run`)")
+    folders = experiment_folders(args.dir)
+    if not folders:
+        raise UsageError(f"{args.dir} holds no experiment results")
+    for folder in folders:
+        made = driver.redraw(folder, catalogue.load)
+        out.print(f"{folder}: {len(made)} figures")
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from lblab.report import report
 
-    page = report(args.dir)
+    page = report(args.dir, redraw=True)
     _print_claims(args.dir)
     out.print(f"report: {page}")
     return 0
@@ -149,6 +253,10 @@ def cmd_clean(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from mininet.cli import CLI
 
+    if args.name:
+        return _up_experiment(args)
+    if args.variant or args.set:
+        raise UsageError("--variant and --set need an experiment: lblab up NAME --variant V")
     from lbnodes.smoke import smoke_lab
 
     with smoke_lab(args.lab) as smoke:
@@ -156,6 +264,37 @@ def cmd_up(args: argparse.Namespace) -> int:
                   f"controller API http://127.0.0.1:{smoke.lab.controller_api}/state")
         out.print("try: c1 curl -s -D- -o /dev/null " + smoke.l7_url)
         CLI(smoke.lab.net)
+    return 0
+
+
+def _up_experiment(args: argparse.Namespace) -> int:
+    """Any experiment's lab, configured as one variant has it, in the Mininet CLI."""
+    import tempfile
+
+    from mininet.cli import CLI
+
+    from lblab import runner
+    from lblab.capabilities import detect, require
+    from lblab.lab import Lab, check_lab_name
+
+    check_lab_name(args.lab)
+    planned = runner.plan([args.name], args.set or [], args.quick,
+                          [args.variant] if args.variant else None)[0]
+    require(detect(), planned.exp.needs, planned.exp.name)
+    variant = planned.variants[0]
+    spec = planned.exp.lab(planned.params, variant.lab)
+    folder = Path(tempfile.mkdtemp(prefix=f"lblab-up-{planned.exp.name}-"))
+    with Lab(args.lab, spec.topo, controller=spec.controller, log_dir=folder / "logs",
+             link_class=spec.link_class) as lab:
+        rep = driver.Repetition(planned.exp, planned.params, folder, args.seed, args.lab,
+                                RichProgress())
+        env = planned.exp.setup(lab, planned.params, rep)
+        planned.exp.prepare(env, planned.params, variant)
+        out.print(f"{planned.exp.name}: lab up as variant [bold]{variant.name}[/bold] "
+                  f"(hosts: {' '.join(h.name for h in lab.net.hosts)}); logs in {folder}")
+        if spec.controller is not None:
+            out.print(f"controller API: http://127.0.0.1:{lab.controller_api}/state")
+        CLI(lab.net)
     return 0
 
 
@@ -177,7 +316,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--repeat", type=int, default=1, help="run each experiment N times")
     s.add_argument("--out", type=Path, default=Path("results"), help="results folder")
     s.add_argument("--lab", default="lblab", help="lab name (resources are labelled with it)")
+    s.add_argument("--only", metavar="VARIANT,...", help="run only these variants")
+    s.add_argument("--dry-run", action="store_true",
+                   help="print the plan (variants, parameters, duration) and create nothing")
+    s.add_argument("--keep-lab-on-failure", action="store_true",
+                   help="when a claim does not hold, stop in the Mininet CLI with the lab up")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("plot", help="redraw every figure of a results folder from the folder")
+    s.add_argument("dir", type=Path)
+    s.set_defaults(func=cmd_plot)
 
     s = sub.add_parser("report", help="write DIR/report.html from a results folder")
     s.add_argument("dir", type=Path)
@@ -196,7 +344,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("names", nargs="*", metavar="LAB")
     s.set_defaults(func=cmd_clean)
 
-    s = sub.add_parser("up", help="bring up the smoke lab and open the Mininet CLI")
+    s = sub.add_parser("up", help="an experiment's lab (or the smoke lab) in the Mininet CLI")
+    s.add_argument("name", nargs="?", metavar="NAME", help="experiment (default: smoke lab)")
+    s.add_argument("--variant", help="configure the lab as this variant has it")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a parameter")
+    s.add_argument("--quick", action="store_true", help="the quick parameters")
+    s.add_argument("--seed", type=int, default=1)
     s.add_argument("--lab", default="up", help="lab name")
     s.set_defaults(func=cmd_up)
     return p

@@ -93,3 +93,53 @@ def topology_of(topo: Any, roles: dict[str, str]) -> dict[str, Any]:
 
     return {"nodes": [{"name": n, "role": role(n)} for n in topo.nodes()],
             "links": [[a, b] for a, b in topo.links()]}
+
+
+def claims_over_repetitions(result: dict, path: Path) -> Path:
+    """One panel per claim: each repetition's measurement (green held, red did not), the
+    mean and its spread, and the prediction with its tolerance as a band."""
+    claims = [c for c in result["claims"] if not c.get("skipped")]
+    ncols = min(4, max(1, len(claims)))
+    nrows = max(1, -(-len(claims) // ncols))
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 2.3 * nrows),
+                                 squeeze=False)
+    for ax in axes.flat[len(claims):]:
+        ax.axis("off")
+    for ax, c in zip(axes.flat, claims, strict=False):
+        runs = c.get("runs") or [c["measured"]]
+        xs = [i + 1 for i, m in enumerate(runs) if m is not None]
+        ys = [m for m in runs if m is not None]
+        lo, hi = _claim_band(c)
+        if lo is not None or hi is not None:
+            ax.axhspan(lo if lo is not None else min(ys + [hi]), hi if hi is not None
+                       else max(ys + [lo]), color="#cfe8d5", alpha=0.6, lw=0)
+        if c["comparison"] not in ("at_most", "at_least", "between"):
+            ax.axhline(c["predicted"], color="black", lw=1, ls="--")
+        colours = [PALETTE[2] if held else PALETTE[1]
+                   for held in c.get("runs_held") or [c["holds"]]]
+        ax.scatter(xs, ys, c=[colours[x - 1] for x in xs], zorder=3, s=22)
+        if ys:
+            ax.errorbar([len(runs) + 0.6], [c["measured"]], yerr=[c.get("spread") or 0],
+                        fmt="D", color="black", ms=4, capsize=3)
+        ax.set_title(f"{c['id']} ({c.get('runs_holding', 0)}/{len(runs)})", fontsize=8)
+        ax.set_xticks(range(1, len(runs) + 1))
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"{result['experiment']}: claims over {result.get('repeat', 1)} repetitions "
+                 "(band: what holds; diamond: mean ± sd)", fontsize=10)
+    return save(fig, path)
+
+
+def _claim_band(c: dict) -> tuple[float | None, float | None]:
+    p, tol, kind = c["predicted"], c.get("tolerance_value", 0.0), c["comparison"]
+    if kind == "within":
+        return p - abs(p) * tol, p + abs(p) * tol
+    if kind == "near":
+        return p - tol, p + tol
+    if kind == "at_most":
+        return None, p + tol
+    if kind == "at_least":
+        return p - tol, None
+    if kind == "between":
+        return p, c.get("upper")
+    return None, None

@@ -28,7 +28,11 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def _entry(folder: Path, base: Path) -> dict[str, Any]:
+def _entry(folder: Path, base: Path, redraw: bool = False) -> dict[str, Any]:
+    if redraw and load_result(folder):
+        from lblab import catalogue, driver
+
+        driver.redraw(folder, catalogue.load)
     result = load_result(folder)
     err = folder / "error.json"
     entry: dict[str, Any] = {"name": folder.name, "folder": str(folder), "result": result,
@@ -40,18 +44,25 @@ def _entry(folder: Path, base: Path) -> dict[str, Any]:
             plots.draw_topology(result.get("topology", {}), topo)
         entry["claims"] = result["claims"]
         entry["holding"] = sum(c["holds"] for c in result["claims"])
-        pngs = sorted(folder.glob("*.png")) + sorted(folder.glob("rep-1/*.png"))
-        entry["plots"] = [os.path.relpath(p, base) for p in pngs]
+        entry["skipped"] = sum(bool(c.get("skipped")) for c in result["claims"])
+        entry["plots"] = [os.path.relpath(p, base) for p in sorted(folder.glob("*.png"))]
+        entry["repetitions"] = []
+        for rep in result.get("repetitions", []):
+            sub = load_result(folder / rep["folder"])
+            entry["repetitions"].append({
+                "name": rep["folder"], "result": sub, "claims": sub["claims"] if sub else [],
+                "plots": [os.path.relpath(p, base)
+                          for p in sorted((folder / rep["folder"]).glob("*.png"))]})
     return entry
 
 
-def report(root: Path) -> Path:
+def report(root: Path, redraw: bool = False) -> Path:
     if not root.is_dir():
         raise UsageError(f"{root} is not a results folder (give the --out of `lblab run`)")
     folders = experiment_folders(root)
     if not folders:
         raise UsageError(f"{root} holds no experiment results")
-    entries = [_entry(f, root) for f in folders]
+    entries = [_entry(f, root, redraw) for f in folders]
     html = TEMPLATES.get_template("report.html.j2").render(
         title="lblab report", subtitle=f"results in {root.resolve()}", experiments=entries,
         fmt=fmt)

@@ -74,8 +74,13 @@ class RunFolder:
         return self.dir / name
 
     def finish(self, result: dict) -> None:
-        write_json(self.dir / RESULT, result)
-        (self.dir / RUNNING).unlink(missing_ok=True)
+        self.finish_at(self.dir, result)
+
+    @staticmethod
+    def finish_at(folder: Path, result: dict) -> None:
+        """Write result.json last, atomically, and drop the folder's RUNNING marker."""
+        write_json(folder / RESULT, result)
+        (folder / RUNNING).unlink(missing_ok=True)
 
 
 def load_result(folder: Path) -> dict | None:

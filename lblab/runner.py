@@ -1,151 +1,149 @@
-"""`lblab run`: validate everything, then run each experiment into its results folder.
+"""`lblab run`: validate everything, then hand each experiment to the driver.
 
-All input is checked first (experiment names, every `--set`, the capabilities each experiment
-needs), so bad input exits 2 having created nothing. Each experiment then runs `repeat` times;
-its result.json holds the params, the environment, the metrics per variant and the claims
-(with mean and spread over repetitions), and its plots are drawn from the folder.
+All input is checked first (experiment names, every `--set`, `--only`, `--repeat`, the lab
+name, the output folder, the capabilities each experiment needs), so bad input exits 2
+having created nothing. `--dry-run` prints the plan and stops there.
 """
 
 from __future__ import annotations
 
-import statistics
+import os
 import sys
 import traceback
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import experiments
+from lblab import catalogue, driver
 from lblab.capabilities import detect, require
-from lblab.claims import Claim
 from lblab.errors import LabInterrupted, LblabError, UsageError
-from lblab.experiment import Outcome, RunContext
+from lblab.lab import check_lab_name
 from lblab.params import apply_overrides
-from lblab.results import RunFolder, provenance, write_json
-from lblab.sampler import cpu_busy_ticks
+from lblab.results import write_json
 
 EXIT_OK, EXIT_CLAIM, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+MAX_REPEAT = 50
 
 
-def plan(names: list[str], sets: list[str], quick: bool) -> list[tuple[Any, Any]]:
-    """(module, params) per experiment, with every `--set` applied and validated.
+@dataclass
+class Planned:
+    exp: Any
+    params: Any
+    variants: list[driver.VariantPlan]
+
+    @property
+    def seconds(self) -> float:
+        return driver.estimate_s(self.exp, self.variants)
+
+
+def plan(names: list[str], sets: list[str], quick: bool,
+         only: list[str] | None = None) -> list[Planned]:
+    """(experiment, params, variants) per experiment, every `--set` applied and validated.
 
     `key=value` applies to every selected experiment that has `key`; `name.key=value` to one.
+    `--only` keeps the named variants; experiments that have none of them are left out, and a
+    name no selected experiment has is an error.
     """
     single = len(names) == 1 and names != ["all"]
     if names == ["all"]:
-        names = experiments.names()
-    modules = [experiments.load(n) for n in names]
+        names = catalogue.names()
+    exps = [catalogue.load(n) for n in dict.fromkeys(names)]
     used: set[str] = set()
     planned = []
-    for mod in modules:
-        params = mod.quick() if quick else mod.Params()
-        fields = set(asdict(params))
+    for exp in exps:
+        params = exp.quick() if quick else exp.Params()
+        own = {f.name for f in fields(params)}
         mine = []
         for item in sets:
             key = item.split("=", 1)[0].strip()
             target, _, bare = key.rpartition(".")
-            if target and target != mod.NAME:
+            if target and target != exp.name:
                 continue
-            if target or bare in fields or single:
-                mine.append(item.replace(f"{mod.NAME}.", "", 1) if target else item)
+            if target or bare in own or single:
+                mine.append(item.replace(f"{exp.name}.", "", 1) if target else item)
                 used.add(item)
-        planned.append((mod, apply_overrides(mod.NAME, params, mine)))
+        params = apply_overrides(exp.name, params, mine)
+        variants = driver.plan_variants(exp, params)
+        if only:
+            keep = [v for v in variants if v.name in only]
+            if not keep and single:
+                driver.plan_variants(exp, params, only)  # raises, naming the variants
+            variants = keep
+        if variants:
+            planned.append(Planned(exp, params, variants))
     unused = [s for s in sets if s not in used]
     if unused:
         raise UsageError(f"--set {unused[0]}: no selected experiment has that parameter")
+    if only:
+        known = {v.name for p in planned for v in p.variants}
+        missing = [o for o in only if o not in known]
+        if missing:
+            raise UsageError(f"--only {missing[0]}: no selected experiment has that variant")
     return planned
 
 
-def aggregate(runs: list[list[Claim]]) -> list[dict]:
-    """One row per claim: the first run's claim, measured = mean over runs, plus spread."""
+def check_out(out: Path) -> None:
+    """The results folder must be creatable and writable: refuse before anything runs."""
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"--out {out}: {probe} is not a folder")
+    if str(out.resolve()).startswith(("/proc/", "/sys/", "/dev/")) or \
+            out.resolve() in (Path("/proc"), Path("/sys"), Path("/dev")):
+        raise UsageError(f"--out {out}: not a place for results (a kernel file system)")
+    if not os.access(probe, os.W_OK):
+        raise UsageError(f"--out {out}: {probe} is not writable")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+
+
+def check_repeat(repeat: int) -> None:
+    if not 1 <= repeat <= MAX_REPEAT:
+        raise UsageError(f"--repeat {repeat}: use 1 to {MAX_REPEAT}")
+
+
+def describe_plan(planned: list[Planned], repeat: int) -> list[dict]:
+    """The dry-run's rows: what would run, with which parameters, for how long."""
     rows = []
-    for i, claim in enumerate(runs[0]):
-        values = [r[i].measured for r in runs if r[i].measured is not None]
-        mean = statistics.fmean(values) if values else None
-        merged = Claim(claim.id, claim.statement, claim.predicted, mean, claim.comparison,
-                       claim.tolerance, claim.note)
-        row = merged.to_json()
-        if len(runs) > 1:
-            row["runs"] = [r[i].measured for r in runs]
-            row["spread"] = statistics.stdev(values) if len(values) > 1 else 0.0
-            row["runs_holding"] = sum(r[i].holds for r in runs)
-        rows.append(row)
+    for p in planned:
+        defaults = asdict(p.exp.Params())
+        changed = {k: v for k, v in asdict(p.params).items() if defaults.get(k) != v}
+        rows.append({"experiment": p.exp.name, "variants": p.variants,
+                     "changed": changed, "seconds": p.seconds * repeat,
+                     "needs": p.exp.needs})
     return rows
 
 
-def _result(mod: Any, params: Any, seed: int, repeat: int, caps: Any,
-            outcomes: list[Outcome], cpu: float) -> dict:
-    last = outcomes[-1]
-    env = provenance(caps, [c for o in outcomes for c in o.sysctls_changed], sys.argv)
-    env["cpu_busy_mean"] = round(cpu, 3)
-    return {
-        "experiment": mod.NAME, "title": mod.TITLE, "summary": mod.SUMMARY,
-        "params": asdict(params), "seed": seed, "repeat": repeat, "environment": env,
-        "variants": last.variants if len(outcomes) == 1 else {
-            f"rep-{i + 1}": o.variants for i, o in enumerate(outcomes)},
-        "claims": aggregate([o.claims for o in outcomes]),
-        "notes": last.notes, "topology": last.topology,
-    }
-
-
-def _plot(mod: Any, folder: Path) -> None:
-    try:
-        mod.plot(folder)
-    except Exception as exc:  # noqa: BLE001 - the data stands; say the plot failed
-        print(f"lblab: warning: {mod.NAME}: plotting failed: {exc}", file=sys.stderr)
-
-
-def run_one(mod: Any, params: Any, out: Path, *, seed: int, repeat: int, lab: str,
-            caps: Any, progress: Any) -> int:
-    """Run one experiment `repeat` times. Each repetition of several gets its own folder with
-    its own result.json and plots; the experiment's result.json aggregates the claims."""
-    folder = RunFolder(out, mod.NAME)
-    folder.begin()
-    outcomes: list[Outcome] = []
-    cpus: list[float] = []
-    for rep in range(repeat):
-        sub = folder if repeat == 1 else RunFolder(folder.dir, f"rep-{rep + 1}")
-        sub.dir.mkdir(parents=True, exist_ok=True)
-        ctx = RunContext(params=params, folder=sub, caps=caps, seed=seed + rep,
-                         lab_name=lab, progress=lambda m, r=rep: progress(mod.NAME, r, m))
-        busy0, total0 = cpu_busy_ticks()
-        outcome = mod.run(ctx)
-        busy1, total1 = cpu_busy_ticks()
-        cpus.append((busy1 - busy0) / max(1, total1 - total0))
-        outcomes.append(outcome)
-        if repeat > 1:
-            sub.finish(_result(mod, params, seed + rep, 1, caps, [outcome], cpus[-1]))
-            _plot(mod, sub.dir)
-    result = _result(mod, params, seed, repeat, caps, outcomes, statistics.fmean(cpus))
-    folder.finish(result)
-    if repeat == 1:
-        _plot(mod, folder.dir)
-    return EXIT_OK if all(c["holds"] for c in result["claims"]) else EXIT_CLAIM
-
-
 def run(names: list[str], sets: list[str], *, quick: bool, seed: int, out: Path,
-        repeat: int, lab: str, progress: Any) -> int:
-    if repeat < 1 or repeat > 50:
-        raise UsageError(f"--repeat {repeat}: use 1 to 50")
-    planned = plan(names, sets, quick)
+        repeat: int = 1, lab: str = "lblab", progress: driver.Progress | None = None,
+        only: list[str] | None = None, keep_lab_on_failure: bool = False) -> int:
+    check_repeat(repeat)
+    check_lab_name(lab)
+    check_out(out)
+    planned = plan(names, sets, quick, only)
     caps = detect()
-    for mod, _ in planned:
-        require(caps, mod.NEEDS, mod.NAME)
+    for p in planned:
+        require(caps, p.exp.needs, p.exp.name)
+    opts = driver.RunOptions(seed=seed, repeat=repeat, lab_name=lab,
+                             only=[v.name for p in planned for v in p.variants] if only else None,
+                             keep_lab_on_failure=keep_lab_on_failure,
+                             progress=progress or driver.Progress(), caps=caps)
     code = EXIT_OK
-    for mod, params in planned:
+    for p in planned:
+        opts.only = [v.name for v in p.variants] if only else None
         try:
-            result = run_one(mod, params, out, seed=seed, repeat=repeat, lab=lab, caps=caps,
-                             progress=progress)
+            result = EXIT_OK if driver.run_experiment(p.exp, p.params, out, opts) \
+                else EXIT_CLAIM
         except LabInterrupted:
             raise
         except LblabError as exc:
-            write_json(out / mod.NAME / "error.json", {"error": str(exc)})
-            print(f"lblab: {mod.NAME}: {exc}", file=sys.stderr)
+            write_json(out / p.exp.name / "error.json", {"error": str(exc)})
+            print(f"lblab: {p.exp.name}: {exc}", file=sys.stderr)
             result = exc.exit_code
         except Exception:  # noqa: BLE001 - record, go on with the next experiment
-            write_json(out / mod.NAME / "error.json", {"error": traceback.format_exc()})
-            print(f"lblab: {mod.NAME}: internal failure:\n{traceback.format_exc()}",
+            write_json(out / p.exp.name / "error.json", {"error": traceback.format_exc()})
+            print(f"lblab: {p.exp.name}: internal failure:\n{traceback.format_exc()}",
                   file=sys.stderr)
             result = EXIT_INTERNAL
         code = max(code, result)

@@ -1,7 +1,8 @@
 """Timestamped samples taken on an interval in a background thread, and machine CPU use.
 
-A sampler calls `probe()` every `interval_s` and keeps `{"t": seconds since start, **row}`;
-the experiment writes the rows as a CSV series. CPU use is sampled beside them so a result
+A sampler calls `probe()` every `interval_s` and keeps `{"t": seconds since start, "wall":
+the wall-clock time of the probe, **row}`; the driver puts the rows on the variant's clock
+(lblab.timeline) and writes them as a raw table. CPU use is sampled beside them so a result
 shows whether the 2-core machine, rather than the model under test, was the limit.
 """
 
@@ -28,9 +29,11 @@ class Sampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self.t0 = 0.0
+        self.wall0 = 0.0
 
     def __enter__(self) -> Sampler:
         self.t0 = time.monotonic()
+        self.wall0 = time.time()
         self._thread.start()
         return self
 
@@ -41,7 +44,7 @@ class Sampler:
     def _loop(self) -> None:
         last = cpu_busy_ticks()
         while not self._stop.is_set():
-            started = time.monotonic()
+            started, wall = time.monotonic(), time.time()
             try:
                 row = self.probe()
             except Exception as exc:  # noqa: BLE001 - keep sampling, report at the end
@@ -51,22 +54,6 @@ class Sampler:
             busy = (now[0] - last[0]) / max(1, now[1] - last[1])
             last = now
             if row is not None:
-                self.rows.append({"t": round(started - self.t0, 3), **row,
+                self.rows.append({"t": round(started - self.t0, 3), "wall": wall, **row,
                                   "cpu_busy": round(busy, 3)})
             self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
-
-
-def counter_at(samples: list[dict], key: str, t: float) -> float:
-    """A cumulative counter sampled as `samples[i][key]` at `samples[i]["t"]`, read at time
-    t by linear interpolation; it is 0 at t = 0 (samples before 0 are ignored) and holds its
-    last value after the last sample."""
-    pts = [(0.0, 0.0)] + [(s["t"], float(s[key])) for s in samples if s["t"] >= 0]
-    for (ta, a), (tb, b) in zip(pts, pts[1:], strict=False):
-        if ta <= t <= tb:
-            return a + (b - a) * ((t - ta) / (tb - ta) if tb > ta else 0)
-    return pts[-1][1]
-
-
-def counter_delta(samples: list[dict], key: str, lo: float, hi: float) -> float:
-    """How much a sampled cumulative counter grew over [lo, hi] (see counter_at)."""
-    return counter_at(samples, key, hi) - counter_at(samples, key, lo)

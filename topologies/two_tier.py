@@ -18,6 +18,8 @@ router for replies that bypass the LB (DSR). LB node i has the fixed MACs 00:00:
 00:00:00:00:02:i on port i of s2. So a controller can be told where each node is before the
 network exists.
 `lb_bw` (Mbit/s) shapes each LB node's links with htb to make the LB the bottleneck.
+`client_gw` / `backend_gw` route each side's hosts to the other side's subnet through an
+address (an LB node's leg, a virtual gateway the controller answers ARP for, `rt`).
 
 Plain Mininet can load it:  mn --custom topologies/two_tier.py --topo twotier,clients=2
 (add --switch ovs,datapath=user where the kernel has no openvswitch module).
@@ -25,8 +27,12 @@ Plain Mininet can load it:  mn --custom topologies/two_tier.py --topo twotier,cl
 
 from mininet.topo import Topo
 
+from topologies.hosts import LabHost
+
 FRONT_PREFIX = 16
 BACK_PREFIX = 16
+FRONT_NET = "10.0.0.0/16"
+BACK_NET = "10.1.0.0/16"
 
 
 def client_ip(i: int) -> str:
@@ -78,21 +84,24 @@ class TwoTierTopo(Topo):
     """N clients, M LB nodes with a front and a back leg, K backends."""
 
     def build(self, clients: int = 2, lbs: int = 1, backends: int = 3,
-              lb_names: str = "", lb_bw: float = 0.0, return_router: bool = False) -> None:
+              lb_names: str = "", lb_bw: float = 0.0, return_router: bool = False,
+              client_gw: str = "", backend_gw: str = "") -> None:
         names = [n for n in lb_names.split(",") if n] or [f"lb{i}" for i in range(1, lbs + 1)]
         front, back = self.addSwitch("s1", dpid="1"), self.addSwitch("s2", dpid="2")
         shaping = {"bw": lb_bw} if lb_bw else {}
+        to_back = {"routes": [(BACK_NET, client_gw)]} if client_gw else {}
+        to_front = {"routes": [(FRONT_NET, backend_gw)]} if backend_gw else {}
         for i in range(1, clients + 1):
-            self.addLink(self.addHost(f"c{i}", ip=f"{client_ip(i)}/{FRONT_PREFIX}"), front,
-                         port2=i)
+            self.addLink(self.addHost(f"c{i}", cls=LabHost, ip=f"{client_ip(i)}/{FRONT_PREFIX}",
+                                      **to_back), front, port2=i)
         for i, name in enumerate(names, start=1):
             node = self.addHost(name, ip=f"{lb_front_ip(i)}/{FRONT_PREFIX}", mac=lb_mac(i))
             self.addLink(node, front, port2=lb_edge_port(i), **shaping)
             self.addLink(node, back, port2=lb_edge_port(i), addr1=lb_back_mac(i),
                          params1={"ip": f"{lb_back_ip(i)}/{BACK_PREFIX}"}, **shaping)
         for i in range(1, backends + 1):
-            self.addLink(self.addHost(f"b{i}", ip=f"{backend_ip(i)}/{BACK_PREFIX}",
-                                      mac=backend_mac(i)), back, port2=i)
+            self.addLink(self.addHost(f"b{i}", cls=LabHost, ip=f"{backend_ip(i)}/{BACK_PREFIX}",
+                                      mac=backend_mac(i), **to_front), back, port2=i)
         if return_router:
             rt = self.addHost("rt", ip=f"{RETURN_ROUTER_FRONT}/{FRONT_PREFIX}")
             self.addLink(rt, front, port2=RETURN_ROUTER_PORT)

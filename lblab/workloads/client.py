@@ -54,6 +54,9 @@ class ClientConfig:
     threads do: one Python process saturates a core at a few thousand requests/s."""
     start_at: float = 0.0
     """Wall-clock instant at which every worker starts its schedule (set by the parent)."""
+    start_file: str = ""
+    """Where the client writes the wall-clock time at which its schedule really started
+    (t = 0 of every record): the origin of the run's timeline (lblab.timeline)."""
 
 
 def schedule(cfg: ClientConfig) -> list[float]:
@@ -96,6 +99,7 @@ class Client:
         self.counts: dict[str, int] = {}
         self.in_flight = 0
         self.t0 = 0.0
+        self.started_wall: float | None = None
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -110,6 +114,9 @@ class Client:
             if wait > 0:
                 await asyncio.sleep(wait)
             self.t0 = time.monotonic()
+            self.started_wall = time.time()
+            if self.cfg.start_file and self.part[0] == 0:
+                _announce_start(Path(self.cfg.start_file), self.started_wall)
             tasks = []
             k, parts = self.part
             targets, local = self.cfg.targets, self.cfg.local_addrs
@@ -196,6 +203,7 @@ class Client:
             writer.writerows(records)
         summary = {
             "config": asdict(self.cfg), "counts": self.counts,
+            "started_wall": self.started_wall,
             "requests": sum(self.counts.values()), "attempts": len(records),
             "latency_ms": {f"p{q:g}": self.hist.get_value_at_percentile(q) / 1000
                            for q in (50, 90, 99, 99.9)} if self.hist.total_count else {},
@@ -210,6 +218,12 @@ class Client:
         tmp.replace(self.cfg.summary)
 
 
+def _announce_start(path: Path, wall: float) -> None:
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(repr(wall))
+    tmp.replace(path)
+
+
 def _part_paths(cfg: ClientConfig, k: int) -> tuple[str, str]:
     return f"{cfg.records}.part{k}", f"{cfg.summary}.part{k}"
 
@@ -219,6 +233,7 @@ def merge(cfg: ClientConfig) -> None:
     rows: list[dict] = []
     counts: dict[str, int] = {}
     hist = HdrHistogram(1, HIST_MAX_US, 3)
+    starts: list[float] = []
     for k in range(cfg.processes):
         records, summary = _part_paths(cfg, k)
         with open(records, newline="") as f:
@@ -226,12 +241,15 @@ def merge(cfg: ClientConfig) -> None:
         part = json.loads(Path(summary).read_text())
         for key, n in part["counts"].items():
             counts[key] = counts.get(key, 0) + n
+        if part.get("started_wall"):
+            starts.append(part["started_wall"])
         if part["hdr"]:
             hist.add(HdrHistogram.decode(part["hdr"]))
         Path(records).unlink()
         Path(summary).unlink()
     merged = Client(cfg)
     merged.counts, merged.hist = counts, hist
+    merged.started_wall = min(starts) if starts else None
     merged.write(sorted(rows, key=lambda r: (int(r["id"]), int(r["attempt"]))))
 
 

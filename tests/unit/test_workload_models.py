@@ -67,7 +67,7 @@ def test_busy_seconds_count_the_work_done_and_in_progress():
 
 
 def test_sampled_counters_are_read_between_and_after_samples():
-    from lblab.sampler import counter_at, counter_delta
+    from lblab.metrics import counter_at, counter_delta
 
     samples = [{"t": -0.5, "n": 99}, {"t": 1.0, "n": 10}, {"t": 3.0, "n": 30}]
     assert counter_at(samples, "n", 0.5) == 5  # from 0 at t = 0; the pre-start sample ignored
