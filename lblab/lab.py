@@ -67,14 +67,20 @@ def signals_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+def check_lab_name(name: str) -> None:
+    """Lab names label bridges and name state files: letters, digits, - and _ only."""
+    if not name or not name.replace("-", "").replace("_", "").isalnum() or len(name) > 40 \
+            or not name.isascii():
+        raise UsageError(f"lab name {name!r}: use letters, digits, - and _ (40 at most)")
+
+
 class Lab:
     """A named Mininet lab whose every resource is recorded and removed on exit."""
 
     def __init__(self, name: str, topo: Any, *, controller: ControllerSpec | None = None,
                  caps: Capabilities | None = None, log_dir: Path | None = None,
                  link_class: Any = None) -> None:
-        if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 40:
-            raise UsageError(f"lab name {name!r}: use letters, digits, - and _ (40 at most)")
+        check_lab_name(name)
         self.name = name
         self.topo = topo
         self.controller_spec = controller
