@@ -16,6 +16,10 @@ first one):
 A change returns after the switch's barrier reply, so "returned" means "in effect".
 A node whose port goes down (OpenFlow port status) is withdrawn at once and returns when
 the link is back (`link_up` in its state), separately from the operator's add/remove.
+Every change (API or port status) is made to `fabrics` (the wanted state) at once, without
+yielding, and `_sync` alone sends the switch the difference from what it last sent
+(`programmed`), one sender at a time: a port status arriving while an API change waits for
+its barrier is composed with it, never overwritten by it.
 Membership is persisted to state_file: a restarted controller re-sends the same state on
 reconnect (flows are overwritten, groups add-or-modified, nothing deleted first).
 Exceptions and OpenFlow errors go to error_log, which integration tests require to be empty.
@@ -79,6 +83,9 @@ class FabricApp(app_manager.OSKenApp):
         self.state_file = self.config.get("state_file")
         self.fabrics: dict[int, Fabric] = self._initial_fabrics()
         self.waiters: dict[int, tuple[hub.Event, list]] = {}
+        self.programmed: dict[int, Fabric | None] = {}
+        """What was last sent to each edge switch (None: unknown, send everything)."""
+        self._senders: dict[int, hub.BoundedSemaphore] = {}
         port = self.config.get("api_port")
         if port:
             routes = {
@@ -137,10 +144,9 @@ class FabricApp(app_manager.OSKenApp):
         parser, ofp = dp.ofproto_parser, dp.ofproto
         to_controller = [parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)]
         self._add_flow(dp, 0, parser.OFPMatch(), to_controller)
-        fabric = self.fabrics.get(dp.id)
-        if fabric is not None:
-            for msg in flows.program(dp, None, fabric):
-                dp.send_msg(msg)
+        if dp.id in self.fabrics:
+            self.programmed[dp.id] = None
+            self._sync(dp.id, wait=False)
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     @guarded
@@ -184,10 +190,11 @@ class FabricApp(app_manager.OSKenApp):
         new = fabric.with_port_state(msg.desc.port_no, up)
         if new == fabric:
             return
-        for change in flows.program(dp, fabric, new):
-            dp.send_msg(change)
         self.fabrics[dp.id] = new
         self._persist()
+        # Never wait here: this is the event loop that delivers the barrier replies an API
+        # change may be waiting for. If a send is under way, its sender sends this too.
+        self._sync(dp.id, wait=False)
         LOG.info("port %s of switch %s is %s", msg.desc.port_no, dp.id, "up" if up else "down")
 
     @set_ev_cls([ofp_event.EventOFPBarrierReply, ofp_event.EventOFPGroupStatsReply,
@@ -203,6 +210,27 @@ class FabricApp(app_manager.OSKenApp):
         parser, ofp = dp.ofproto_parser, dp.ofproto
         inst = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions)]
         dp.send_msg(parser.OFPFlowMod(dp, priority=priority, match=match, instructions=inst))
+
+    # -- programming the edge switch ------------------------------------------------------
+    def _sync(self, dpid: int, *, wait: bool) -> None:
+        """Send the edge switch what takes it from `programmed` to the wanted fabric, until
+        the two agree. One sender per switch: with wait=False (event handlers) a busy sender
+        is left to it; it re-reads the wanted state after every send, which can yield."""
+        sender = self._senders.setdefault(dpid, hub.BoundedSemaphore(1))
+        if not sender.acquire(blocking=wait):
+            return
+        try:
+            while True:
+                dp, wanted = self.datapaths.get(dpid), self.fabrics[dpid]
+                sent = self.programmed.get(dpid)
+                if dp is None or sent == wanted:
+                    return
+                *changes, _barrier = flows.program(dp, sent, wanted)
+                self.programmed[dpid] = wanted
+                for msg in changes:
+                    dp.send_msg(msg)
+        finally:
+            sender.release()
 
     # -- requests that wait for the switch -----------------------------------------------
     def _request(self, dp, msg):
@@ -232,18 +260,20 @@ class FabricApp(app_manager.OSKenApp):
         return dp, fabric
 
     def _apply(self, body: dict, change) -> dict:
+        """Change the wanted fabric, send it, and return once the switch has it (barrier).
+
+        The change is made to the current state with no yield in between, so a port status
+        handled while this waits works on (and keeps) the changed state, and vice versa."""
         dp, fabric = self._target(body)
         try:
             new = change(fabric)
         except ConfigError as exc:
             raise ApiError(400, str(exc)) from None
-        *changes, barrier = flows.program(dp, fabric, new)
-        for msg in changes:
-            dp.send_msg(msg)
-        self._request(dp, barrier)
         self.fabrics[new.edge_dpid] = new
         self._persist()
-        return new.to_json()
+        self._sync(new.edge_dpid, wait=True)
+        self._request(dp, dp.ofproto_parser.OFPBarrierRequest(dp))
+        return self.fabrics[new.edge_dpid].to_json()
 
     # -- control API ---------------------------------------------------------------------
     def api_state(self, _body: dict) -> dict:

@@ -182,3 +182,44 @@ def test_an_operator_removed_node_stays_out_when_its_link_returns(app):
     port_status(app, dp, port, link_down=True)
     port_status(app, dp, port, link_down=False)
     assert live_names(app) == ["lb2", "lb3"]
+
+
+class LinkFailsDuringBarrier(AnsweringDatapath):
+    """A node's link goes down while the controller waits for a barrier: the switch sends
+    the port status before it answers the barrier, as OVS does when the carrier drops."""
+
+    def __init__(self, app, dpid):
+        super().__init__(app, dpid)
+        self.fail_port: int | None = None
+
+    def send_msg(self, msg):
+        if type(msg).__name__ == "OFPBarrierRequest" and self.fail_port is not None:
+            port, self.fail_port = self.fail_port, None
+            self.sent.append(msg)
+            port_status(self.app, self, port, link_down=True)
+            self.app.on_reply(SimpleNamespace(msg=SimpleNamespace(xid=msg.xid)))
+            return
+        super().send_msg(msg)
+
+
+def group_ports(dp):
+    """The output ports of the buckets of the last group the switch was sent."""
+    (*_, last) = [m for m in dp.sent if type(m).__name__ == "OFPGroupMod"]
+    return sorted(a.port for b in last.buckets for a in b.actions
+                  if type(a).__name__ == "OFPActionOutput")
+
+
+def test_a_link_that_fails_while_a_change_waits_for_its_barrier_stays_withdrawn(app):
+    dp = LinkFailsDuringBarrier(app, 1)
+    app.on_features(SimpleNamespace(msg=SimpleNamespace(datapath=dp)))
+    ports = {n.name: n.port for n in app.fabric.nodes}
+    dp.fail_port = ports["lb2"]
+    returned = app.api_node({"name": "lb4"}, active=True)
+    assert dp.fail_port is None, "the port status was not delivered during the barrier"
+    assert live_names(app) == ["lb1", "lb3", "lb4"]
+    assert [n["link_up"] for n in returned["nodes"]] == [True, False, True, True]
+    assert group_ports(dp) == sorted(ports[n] for n in ("lb1", "lb3", "lb4"))
+    app.api_weight({"name": "lb1", "weight": 2})  # a later change keeps lb2 out too
+    assert live_names(app) == ["lb1", "lb3", "lb4"]
+    assert group_ports(dp) == sorted(ports[n] for n in ("lb1", "lb3", "lb4"))
+
