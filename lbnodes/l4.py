@@ -58,6 +58,10 @@ class L4Config:
     front_ifname: str = ""
     back_mac: str = ""
     """DSR: the interface frames arrive on, and the source MAC they leave with."""
+    flow_sets: bool = False
+    """Router mode: keep the 4-tuple of every TCP SYN that opens a flow here (set `syn_seen`)
+    and of every TCP packet dropped as invalid (set `invalid_seen`), as the packets carry
+    them, so a run can say which router saw which flow and where each one died."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -90,6 +94,8 @@ class L4Config:
         for key in self.ct_timeouts:
             if not re.fullmatch(r"[a-z_0-9]+", key):
                 problems.append(f"ct timeout name {key!r} is not a sysctl name")
+        if self.flow_sets and self.mode != "router":
+            problems.append("flow_sets needs mode=router (the sets are fed by conntrack)")
         if problems:
             raise UsageError(f"L4 node {self.name}: " + "; ".join(problems))
 
@@ -121,6 +127,7 @@ def render(cfg: L4Config) -> str:
                                                          slots=entries)
 
 
+FLOW_SETS = ("syn_seen", "invalid_seen")
 TABLE_FAMILY = {"nat": "ip", "router": "ip", "forward": "ip", "dsr": "netdev"}
 
 
@@ -174,6 +181,21 @@ class L4Node:
                 c = item["counter"]
                 result[c["name"]] = {"packets": c["packets"], "bytes": c["bytes"]}
         return result
+
+    def flows(self, which: str) -> list[tuple[str, int, str, int]]:
+        """The 4-tuples (saddr, sport, daddr, dport) in `syn_seen` or `invalid_seen`, as the
+        packets carried them (an invalid reply is server -> client)."""
+        if which not in FLOW_SETS:
+            raise ValueError(f"no flow set {which!r}")
+        out = self.lab.run(self.cfg.name, ["nft", "-j", "list", "set", self.family,
+                                           "lblab_l4", which])
+        found = []
+        for item in json.loads(out)["nftables"]:
+            for elem in item.get("set", {}).get("elem", []):
+                saddr, sport, daddr, dport = elem["concat"] if isinstance(elem, dict) \
+                    else elem["elem"]["val"]["concat"]
+                found.append((saddr, int(sport), daddr, int(dport)))
+        return found
 
     def conntrack_count(self) -> int:
         return int(self.lab.run(self.cfg.name, ["cat", CT_SYSCTL.format("count")]).strip())

@@ -28,7 +28,7 @@ from lblab.workloads.loop import run_loop
 from lblab.workloads.retry import Policy, make_policy
 
 RECORD_FIELDS = ["id", "attempt", "intended_s", "sent_s", "done_s", "latency_ms", "status",
-                 "outcome", "backend", "peer", "target", "source"]
+                 "outcome", "backend", "peer", "target", "source", "sport"]
 HIST_MAX_US = 120_000_000
 
 
@@ -141,7 +141,7 @@ class Client:
         if self.in_flight >= self.cfg.max_in_flight or not self.policy.allow(self.now()):
             outcome = "shed" if self.in_flight >= self.cfg.max_in_flight else "breaker_open"
             self.rows.append((rid, 0, intended, None, None, None, outcome, "", "", target,
-                              source))
+                              source, None))
         else:
             self.in_flight += 1
             try:
@@ -167,29 +167,30 @@ class Client:
         sent = self.now()
         self.policy.on_attempt(attempt, sent)
         status, backend, peer, error = None, "", "", None
+        meta: dict = {}
         try:
-            status, backend, peer = await pool.get(self.cfg.timeout_s)
+            status, backend, peer = await pool.get(self.cfg.timeout_s, meta)
         except OSError as exc:  # TimeoutError, ConnectFailed and resets are all OSErrors
             error = exc
         outcome = classify(status, error)
         done = self.now()
         self.policy.on_outcome(outcome == "ok", done)
         self.rows.append((rid, attempt, intended, sent, done, status, outcome, backend, peer,
-                          target, source))
+                          target, source, meta.get("sport")))
         return outcome
 
     def records(self) -> list[dict]:
         """The rows as the CSV holds them, in (id, attempt) order."""
         out = []
         for (rid, attempt, intended, sent, done, status, outcome, backend, peer, target,
-             source) in sorted(self.rows, key=lambda r: (r[0], r[1])):
+             source, sport) in sorted(self.rows, key=lambda r: (r[0], r[1])):
             out.append({
                 "id": rid, "attempt": attempt, "intended_s": round(intended, 6),
                 "sent_s": "" if sent is None else round(sent, 6),
                 "done_s": "" if done is None else round(done, 6),
                 "latency_ms": "" if done is None else round((done - intended) * 1000, 3),
                 "status": status or "", "outcome": outcome, "backend": backend, "peer": peer,
-                "target": target, "source": source,
+                "target": target, "source": source, "sport": sport or "",
             })
         return out
 

@@ -7,6 +7,11 @@ This one does only what the records need: send a GET on a pooled keep-alive conn
 the response with httptools (llhttp, the parser Node.js uses), keep the status and the
 `X-Backend`/`X-Peer` headers, and drop the body.
 
+Each attempt learns its connection's local port, even when the connection never completes
+(a SYN whose answer is dropped): the port is assigned by the kernel's connect(), exactly as
+for any client, and read right after it, so records can be matched to flows that routers and
+conntrack saw.
+
 Errors map onto the client's outcome classes: `ConnectFailed` (the TCP connection could not be
 opened), `TimeoutError` (the total time ran out, connect included) and `ConnectionResetError`
 (the connection ended before a complete response: RST, FIN, or garbage).
@@ -15,6 +20,7 @@ opened), `TimeoutError` (the total time ran out, connect included) and `Connecti
 from __future__ import annotations
 
 import asyncio
+import socket
 from urllib.parse import urlsplit
 
 import httptools
@@ -27,8 +33,9 @@ class ConnectFailed(OSError):
 class _Connection(asyncio.Protocol):
     """One TCP connection carrying one request at a time."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, local_port: int = 0) -> None:
         self.pool = pool
+        self.local_port = local_port
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future | None = None
@@ -107,26 +114,47 @@ class Pool:
         self.idle: list[_Connection] = []
         self.open: set[_Connection] = set()
 
-    async def get(self, timeout_s: float) -> tuple[int, str, str]:
+    async def get(self, timeout_s: float, meta: dict | None = None) -> tuple[int, str, str]:
         """One GET: (status, X-Backend, X-Peer). Raises TimeoutError, ConnectFailed or
-        ConnectionResetError."""
+        ConnectionResetError. `meta["sport"]` is set to the connection's local port as soon
+        as it is known, failed attempts included."""
         conn = None
+        meta = {} if meta is None else meta
         try:
             async with asyncio.timeout(timeout_s):
-                conn = self.idle.pop() if self.idle else await self._connect()
+                if self.idle:
+                    conn = self.idle.pop()
+                    meta["sport"] = conn.local_port
+                else:
+                    conn = await self._connect(meta)
                 return await conn.send(self.request)
         except BaseException:
             if conn is not None:
                 conn.abort()  # a response may still be on its way: never reuse it
             raise
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self, meta: dict) -> _Connection:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
+            sock.setblocking(False)
+            if self.local_addr:
+                # Bind the address only; the port is still chosen by connect(), for this
+                # destination, as an unbound socket's would be.
+                sock.setsockopt(socket.SOL_IP, socket.IP_BIND_ADDRESS_NO_PORT, 1)
+                sock.bind(self.local_addr)
+            address = (self.host, self.port)
+            sock.connect_ex(address)
+            meta["sport"] = sock.getsockname()[1]
+            await self.loop.sock_connect(sock, address)
             _, conn = await self.loop.create_connection(
-                lambda: _Connection(self), self.host, self.port, local_addr=self.local_addr)
+                lambda: _Connection(self, meta["sport"]), sock=sock)
         except OSError as exc:
+            sock.close()
             raise ConnectFailed(exc.errno, f"connect to {self.host}:{self.port}: "
                                 f"{exc.strerror or exc}") from exc
+        except BaseException:
+            sock.close()
+            raise
         self.open.add(conn)
         return conn
 

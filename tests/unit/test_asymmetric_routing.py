@@ -10,15 +10,39 @@ from lblab.raw import Raw
 P = Params(routers=2, connections=200)
 
 
+SERVER = "10.1.1.1"
+
+
 def records(n: int, broken: int) -> list[dict]:
     return [{"id": i, "attempt": 0, "intended_s": i / 100, "latency_ms": None if i < broken
-             else 2.0, "outcome": "timeout" if i < broken else "ok"} for i in range(n)]
+             else 2.0, "outcome": "timeout" if i < broken else "ok", "source": None,
+             "sport": 40000 + i, "target": f"http://{SERVER}:8080/"} for i in range(n)]
 
 
-def raw(broken: dict[str, int], invalid: dict[str, int], n: int = 200) -> Raw:
+def flows(n: int, broken: int, died_on_syn_router: int = 0,
+          completed_dropped: int = 0) -> list[dict]:
+    """Each connection's SYN went through lb1; a broken one's SYN-ACK died on lb2 (or, for
+    the first `died_on_syn_router`, on lb1 itself); `completed_dropped` completed
+    connections also had a packet dropped."""
+    rows = []
+    for i in range(n):
+        tup = {"saddr": "10.0.1.1", "sport": 40000 + i, "daddr": SERVER, "dport": 8080}
+        rows.append({"router": "lb1", "set": "syn_seen", **tup})
+        dead = i < broken or broken <= i < broken + completed_dropped
+        if dead:
+            router = "lb1" if i < died_on_syn_router else "lb2"
+            rows.append({"router": router, "set": "invalid_seen", "saddr": SERVER,
+                         "sport": 8080, "daddr": "10.0.1.1", "dport": 40000 + i})
+    return rows
+
+
+def raw(broken: dict[str, int], invalid: dict[str, int], n: int = 200,
+        **flow_faults: int) -> Raw:
     tables = {v: {"client-records": records(n, broken[v]),
                   "routers": [{"router": "lb1", "invalid_drops": invalid[v]},
-                              {"router": "lb2", "invalid_drops": 0}]} for v in broken}
+                              {"router": "lb2", "invalid_drops": 0}],
+                  "flows": flows(n, broken[v], **flow_faults) if v != "stateless" else []}
+              for v in broken}
     docs = {v: {"client-summary": {"latency_ms": {"p99": 3.0}}} for v in broken}
     return Raw.of(tables, docs)
 
@@ -54,6 +78,22 @@ def test_each_claim_fails_when_its_failure_is_in_the_data(broken, invalid, faili
     got = verdicts(raw(broken, invalid))
     assert got[failing] is False
     assert all(v for k, v in got.items() if k != failing), got
+
+
+OK = ({"symmetric": 0, "stateless": 0, "independent": 100},
+      {"symmetric": 0, "stateless": 0, "independent": 250})
+
+
+def test_a_broken_flow_that_died_on_its_own_router_fails_the_where_claim():
+    got = verdicts(raw(*OK, died_on_syn_router=1))
+    assert got["independent-broken-die-elsewhere"] is False
+    assert got["independent-survivors-untouched"] is True
+
+
+def test_a_completed_flow_with_an_invalid_drop_fails_the_survivors_claim():
+    got = verdicts(raw(*OK, completed_dropped=1))
+    assert got["independent-survivors-untouched"] is False
+    assert got["independent-broken-die-elsewhere"] is True
 
 
 def test_a_variant_left_out_with_only_is_a_skipped_claim():

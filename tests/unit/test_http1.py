@@ -212,3 +212,39 @@ def test_worker_processes_merge_into_one_complete_record(tmp_path):
     assert sorted(int(r["id"]) for r in rows) == list(range(399))
     assert json.loads((tmp_path / "s.json").read_text())["counts"] == {"ok": 399}
     assert not [p.name for p in tmp_path.iterdir() if ".part" in p.name or ".tmp" in p.name]
+
+
+def test_each_attempt_knows_its_local_port_as_the_server_sees_it():
+    async def scenario():
+        conns: list = []
+        server = await serve(lambda n: OK, conns)
+        pools = [Pool(url_of(server), keepalive=False), Pool(url_of(server), "127.0.0.1")]
+        metas = []
+        for pool in pools:
+            for _ in range(2):
+                meta: dict = {}
+                await pool.get(1.0, meta)
+                metas.append(meta)
+            pool.close()
+        server.close()
+        return metas, [w.get_extra_info("peername")[1] for w in conns]
+
+    metas, peer_ports = run(scenario())
+    # keepalive off: two connections; keep-alive with a bound source: one, reused
+    assert [m["sport"] for m in metas] == [peer_ports[0], peer_ports[1], peer_ports[2],
+                                           peer_ports[2]]
+
+
+def test_a_refused_attempt_still_records_its_port():
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now: the connect is refused
+
+    async def scenario():
+        meta: dict = {}
+        with pytest.raises(ConnectFailed):
+            await Pool(f"http://127.0.0.1:{port}/").get(1.0, meta)
+        return meta
+
+    assert run(scenario())["sport"] > 0

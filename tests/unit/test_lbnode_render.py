@@ -23,6 +23,8 @@ L4_CASES = {
                                        flow_cap=1000),
     "l4_router_synproxy.nft": l4.L4Config("r1", "10.0.0.1", 80, B, "r1-eth1", mode="router",
                                           synproxy=True, flow_cap=500),
+    "l4_router_flow_sets.nft": l4.L4Config("r1", "10.0.0.1", 80, B, "r1-eth1", mode="router",
+                                           tcp_loose=False, flow_sets=True),
     "l4_forward.nft": l4.L4Config("r1", "10.0.0.1", 80, B, "r1-eth1", mode="forward"),
     "l4_dsr.nft": l4.L4Config(
         "lb1", "10.0.0.100", 80,
@@ -98,6 +100,7 @@ BAD_L4 = [
     (dict(mode="ipvs"), "mode 'ipvs' is not one of"),
     (dict(mode="dsr", dispatch="numgen"), "dsr needs dispatch=jhash"),
     (dict(mode="dsr", dispatch="jhash"), "dsr needs front_ifname and back_mac"),
+    (dict(flow_sets=True), "flow_sets needs mode=router"),
 ]
 
 
