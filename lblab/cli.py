@@ -278,8 +278,14 @@ def _up_experiment(args: argparse.Namespace) -> int:
     from lblab.lab import Lab, check_lab_name
 
     check_lab_name(args.lab)
-    planned = runner.plan([args.name], args.set or [], args.quick,
-                          [args.variant] if args.variant else None)[0]
+    runner.check_lab_free(args.lab)
+    planned = runner.plan([args.name], args.set or [], args.quick)[0]
+    if args.variant:
+        names = [v.name for v in planned.variants]
+        if args.variant not in names:
+            raise UsageError(f"--variant {args.variant}: {planned.exp.name} has no such "
+                             f"variant (its variants: {', '.join(names)})")
+        planned.variants = [v for v in planned.variants if v.name == args.variant]
     require(detect(), planned.exp.needs, planned.exp.name)
     variant = planned.variants[0]
     spec = planned.exp.lab(planned.params, variant.lab)
@@ -298,10 +304,19 @@ def _up_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the fix (and exit 2), like every
+    other error lblab reports."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        console.print(f"lblab: error: {message} (see `{self.prog} --help`)", soft_wrap=True)
+        raise SystemExit(2)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lblab", description="Reproduce L4/L7 load-balancer "
-                                "failure modes on real software, and measure them.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = OneLineParser(prog="lblab", description="Reproduce L4/L7 load-balancer "
+                      "failure modes on real software, and measure them.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     s = sub.add_parser("list", help="the experiments, or one experiment's parameters")
     s.add_argument("--params", metavar="NAME", help="show NAME's parameters")
@@ -356,7 +371,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
     try:
         return args.func(args)
     except LabInterrupted as exc:
@@ -366,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print("lblab: interrupted")
         return 130
     except LblabError as exc:
-        console.print(f"lblab: error: {exc}")
+        console.print(f"lblab: error: {exc}", soft_wrap=True)
         return exc.exit_code
 
 

@@ -84,6 +84,8 @@ def plan(names: list[str], sets: list[str], quick: bool,
 
 def check_out(out: Path) -> None:
     """The results folder must be creatable and writable: refuse before anything runs."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
     probe = out
     while not probe.exists():
         probe = probe.parent
@@ -94,8 +96,26 @@ def check_out(out: Path) -> None:
         raise UsageError(f"--out {out}: not a place for results (a kernel file system)")
     if not os.access(probe, os.W_OK):
         raise UsageError(f"--out {out}: {probe} is not writable")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a folder")
+
+
+def check_lab_free(lab: str) -> None:
+    """A lab of this name already running (or crashed and not cleaned) is refused here,
+    before any results folder exists; `Lab` checks again when it claims the name."""
+    from lblab import owned
+
+    path = owned.labs_dir() / f"{lab}.json"
+    if not path.exists():
+        return
+    try:
+        other = owned.Owned.load(path)
+    except (OSError, ValueError, KeyError):
+        raise UsageError(f"lab {lab!r} has an unreadable state file {path}; "
+                         f"run `lblab clean {lab}`") from None
+    if other.owner_alive():
+        raise UsageError(f"lab {lab!r} is already running (pid {other.owner_pid}); "
+                         "stop it first or pick another --lab name")
+    raise UsageError(f"lab {lab!r} crashed and left resources behind; "
+                     f"run `lblab clean {lab}` first")
 
 
 def check_repeat(repeat: int) -> None:
@@ -122,6 +142,7 @@ def run(names: list[str], sets: list[str], *, quick: bool, seed: int, out: Path,
     check_lab_name(lab)
     check_out(out)
     planned = plan(names, sets, quick, only)
+    check_lab_free(lab)
     caps = detect()
     for p in planned:
         require(caps, p.exp.needs, p.exp.name)
