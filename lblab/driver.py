@@ -379,6 +379,10 @@ def run_ok(result: dict) -> bool:
 def run_experiment(exp: Experiment, p: Any, out: Path, opts: RunOptions) -> bool:
     """Run `exp` with params `p` into `out/<name>/`; True when every claim held every time."""
     plans = plan_variants(exp, p, opts.only)
+    if opts.caps is None:
+        from lblab.capabilities import detect
+
+        opts.caps = detect()
     folder = RunFolder(out, exp.name)
     folder.begin()
     total = estimate_s(exp, plans)
