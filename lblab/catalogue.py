@@ -14,6 +14,8 @@ from typing import Any
 from lblab.errors import LabError, UsageError
 
 GROUP = "lblab.experiments"
+LABS = "lblab.labs"
+"""Labs that are not an experiment's (the smoke lab behind a bare `lblab up`)."""
 
 
 def _points() -> dict[str, Any]:
@@ -34,4 +36,14 @@ def load(name: str) -> Any:
         near = difflib.get_close_matches(name, points, n=1)
         hint = f" (did you mean {near[0]}?)" if near else ""
         raise UsageError(f"unknown experiment {name!r}{hint}; `lblab list` shows them")
+    return points[name].load()
+
+
+def load_lab(name: str) -> Any:
+    """A lab factory: called with a lab name, a context manager yielding an object with
+    `.lab` (lblab.lab.Lab) and `.banner()` (lines telling the user what is up)."""
+    points = {ep.name: ep for ep in entry_points(group=LABS)}
+    if name not in points:
+        raise LabError(f"no lab {name!r} is registered: lblab is not installed in this "
+                       "environment (run scripts/provision.sh)")
     return points[name].load()

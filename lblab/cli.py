@@ -257,12 +257,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         return _up_experiment(args)
     if args.variant or args.set:
         raise UsageError("--variant and --set need an experiment: lblab up NAME --variant V")
-    from lbnodes.smoke import smoke_lab
-
-    with smoke_lab(args.lab) as smoke:
-        out.print(f"smoke lab up: L4 VIP {smoke.l4_url}  L7 VIP {smoke.l7_url}  "
-                  f"controller API http://127.0.0.1:{smoke.lab.controller_api}/state")
-        out.print("try: c1 curl -s -D- -o /dev/null " + smoke.l7_url)
+    with catalogue.load_lab("smoke")(args.lab) as smoke:
+        for line in smoke.banner():
+            out.print(line)
         CLI(smoke.lab.net)
     return 0
 

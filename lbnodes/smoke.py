@@ -34,6 +34,12 @@ class SmokeLab:
     def l7_url(self) -> str:
         return f"http://{lb_front_ip(2)}:{VIP_PORT}/"
 
+    def banner(self) -> list[str]:
+        """What `lblab up` tells the user about this lab."""
+        return [f"smoke lab up: L4 VIP {self.l4_url}  L7 VIP {self.l7_url}  controller API "
+                f"http://127.0.0.1:{self.lab.controller_api}/state",
+                f"try: c1 curl -s -D- -o /dev/null {self.l7_url}"]
+
 
 @contextlib.contextmanager
 def smoke_lab(name: str = "smoke", backends: int = 3, **backend_settings) -> Iterator[SmokeLab]:
