@@ -133,3 +133,18 @@ def test_plot_redraws_every_figure_from_the_folder_alone(tmp_path, monkeypatch):
         p.unlink()
     assert main(["plot", str(tmp_path)]) == 0
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.png")) == pngs
+
+
+def test_up_brings_any_experiments_lab_up_as_a_variant_and_tears_it_down(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "lblab.cli", "up", "asymmetric-routing",
+                           "--variant", "symmetric", "--quick", "--lab", "it-up"],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=120, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "lab up as variant symmetric" in done.stdout
+    assert "controller API: http://127.0.0.1:" in done.stdout
