@@ -6,7 +6,9 @@
 
 Nodes listed in `spares` are built and running but start outside the membership, ready to
 be added through the controller's API. Experiments and tests share this instead of wiring
-the controller's fabric config and the nodes by hand.
+the controller's fabric config and the nodes by hand: `anycast_lab` brings up a whole lab;
+an experiment on the driver declares `anycast_topo` and `anycast_controller` in its LabPlan
+and calls `start_tier` in its setup, on the lab the driver brought up.
 """
 
 from __future__ import annotations
@@ -63,25 +65,46 @@ class AnycastLab:
     def remove(self, name: str) -> dict:
         return self.api("POST", "/fabric/nodes/remove", {"name": name})
 
+    def set_membership(self, target: Fabric) -> None:
+        """Make each node of `target` a member or not, as `target` has it."""
+        for node in target.nodes:
+            (self.add if node.active else self.remove)(node.name)
+
     def flush_state(self) -> None:
         for node in self.nodes:
             node.flush_conntrack()
+
+
+def anycast_topo(*, clients: int = 1, lbs: int = 4, backends: int = 3) -> TwoTierTopo:
+    return TwoTierTopo(clients=clients, lbs=lbs, backends=backends)
+
+
+def anycast_controller(*, lbs: int = 4, spares: int = 1, policy: str = "select15",
+                       fields: str = "5tuple") -> ControllerSpec:
+    """The fabric controller, told where every node is (the last `spares` outside)."""
+    return ControllerSpec(config={"fabrics": [fabric(lbs, spares, policy, fields).to_json()]})
+
+
+def start_tier(lab: Lab, *, lbs: int = 4, backends: int = 3,
+               **backend_settings: Any) -> AnycastLab:
+    """Start the backends and the LB nodes in a lab built from `anycast_topo`."""
+    lab.extra_addresses.add(ANYCAST_VIP)
+    handles = [start_backend(lab, f"b{i}", backend_ip(i), port=BACKEND_PORT,
+                             **backend_settings) for i in range(1, backends + 1)]
+    pool = tuple(Backend(f"b{i}", backend_ip(i), BACKEND_PORT)
+                 for i in range(1, backends + 1))
+    nodes = [L4Node(lab, L4Config(f"lb{i}", ANYCAST_VIP, VIP_PORT, pool,
+                                  backend_ifname=f"lb{i}-eth1", vip_on_loopback=True,
+                                  tcp_loose=False)).start()
+             for i in range(1, lbs + 1)]
+    return AnycastLab(lab, nodes, handles)
 
 
 @contextlib.contextmanager
 def anycast_lab(name: str, *, clients: int = 1, lbs: int = 4, spares: int = 1,
                 backends: int = 3, policy: str = "select15", fields: str = "5tuple",
                 log_dir: Any = None, **backend_settings: Any) -> Iterator[AnycastLab]:
-    topo = TwoTierTopo(clients=clients, lbs=lbs, backends=backends)
-    spec = ControllerSpec(config={"fabrics": [fabric(lbs, spares, policy, fields).to_json()]})
+    topo = anycast_topo(clients=clients, lbs=lbs, backends=backends)
+    spec = anycast_controller(lbs=lbs, spares=spares, policy=policy, fields=fields)
     with Lab(name, topo, controller=spec, log_dir=log_dir) as lab:
-        lab.extra_addresses.add(ANYCAST_VIP)
-        handles = [start_backend(lab, f"b{i}", backend_ip(i), port=BACKEND_PORT,
-                                 **backend_settings) for i in range(1, backends + 1)]
-        pool = tuple(Backend(f"b{i}", backend_ip(i), BACKEND_PORT)
-                     for i in range(1, backends + 1))
-        nodes = [L4Node(lab, L4Config(f"lb{i}", ANYCAST_VIP, VIP_PORT, pool,
-                                      backend_ifname=f"lb{i}-eth1", vip_on_loopback=True,
-                                      tcp_loose=False)).start()
-                 for i in range(1, lbs + 1)]
-        yield AnycastLab(lab, nodes, handles)
+        yield start_tier(lab, lbs=lbs, backends=backends, **backend_settings)

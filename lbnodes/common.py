@@ -28,7 +28,9 @@ class Backend:
 def hold_vip_quietly(lab: Any, node: str, vip: str) -> None:
     """The node holds `vip` on lo and never answers ARP for it (arp_ignore=1,
     arp_announce=2), so only what steers traffic on purpose (the fabric's select group, a DSR
-    LB rewriting MACs) brings it VIP packets. Per-namespace settings, gone with the node."""
+    LB rewriting MACs) brings it VIP packets. Per-namespace settings, gone with the node.
+    The VIP becomes one of the lab's own addresses, so load may be sent to it."""
     for key, value in (("arp_ignore", "1"), ("arp_announce", "2")):
         lab.run(node, ["sysctl", "-q", "-w", f"net.ipv4.conf.all.{key}={value}"])
     lab.run(node, ["ip", "addr", "add", f"{vip}/32", "dev", "lo"])
+    lab.extra_addresses.add(vip)
