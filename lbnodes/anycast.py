@@ -88,7 +88,6 @@ def anycast_controller(*, lbs: int = 4, spares: int = 1, policy: str = "select15
 def start_tier(lab: Lab, *, lbs: int = 4, backends: int = 3,
                **backend_settings: Any) -> AnycastLab:
     """Start the backends and the LB nodes in a lab built from `anycast_topo`."""
-    lab.extra_addresses.add(ANYCAST_VIP)
     handles = [start_backend(lab, f"b{i}", backend_ip(i), port=BACKEND_PORT,
                              **backend_settings) for i in range(1, backends + 1)]
     pool = tuple(Backend(f"b{i}", backend_ip(i), BACKEND_PORT)

@@ -6,8 +6,13 @@ Opens K keep-alive HTTP/1.1 connections (at a bounded rate), then sends one requ
 every `interval_s`, each connection at its own phase so the load is even. A connection whose
 request fails (reset, timeout, EOF) is recorded as broken and replaced by a new one, as a
 client would reconnect; the new connection's requests show where flows land afterwards.
-The file `ready` appears once every connection has answered one request; the run ends when
-the file `stop` appears or `max_s` passes.
+The file `ready` appears once every connection has answered one request (it holds that
+wall-clock instant, so a caller can use it as a clock origin); the run ends when the file
+`stop` appears or `max_s` passes. Optionally, once the caller writes the file `mark` with a
+wall-clock instant T (say, when a path change completed), the prober writes `settled` as
+soon as every connection has answered a request sent at or after T: a broken connection
+only on its replacement. That is the condition "every connection has been probed since
+the change, and the broken ones have reconnected", to wait on instead of a sleep.
 
 This uses asyncio streams rather than a pooling HTTP client on purpose: the point is the
 identity of each TCP connection (its local port), which a pool would hide by reconnecting.
@@ -42,6 +47,9 @@ class ConnsConfig:
     records: str = "conns.csv"
     ready: str = "ready"
     stop: str = "stop"
+    mark: str = ""
+    settled: str = ""
+    """Both empty: no settling watch (see the module docstring)."""
 
 
 class Broken(Exception):
@@ -75,6 +83,8 @@ class Prober:
         self.start = time.monotonic() + cfg.connections / cfg.open_rate
         """Round r of connection c is sent at start + r * interval + phase(c)."""
         self.answered: set[int] = set()
+        self.last_ok_sent: dict[int, float] = {}
+        """Connection -> wall-clock send time of its latest answered request."""
 
     def record(self, conn: int, gen: int, outcome: str, status: int | str = "",
                peer: str = "", local_port: int | str = "") -> None:
@@ -105,10 +115,12 @@ class Prober:
                     rnd += 1
                     if at > time.monotonic():
                         await asyncio.sleep(at - time.monotonic())
+                    sent = time.time()
                     status, peer = await asyncio.wait_for(_request(reader, writer, cfg.host),
                                                           cfg.timeout_s)
                     self.record(conn, generation, "ok", status, peer, port)
                     self.answered.add(conn)
+                    self.last_ok_sent[conn] = sent
             except (TimeoutError, OSError, Broken, ValueError, RuntimeError,
                     asyncio.IncompleteReadError) as exc:
                 # RuntimeError: uvloop's answer to a write on a transport the peer reset.
@@ -124,13 +136,30 @@ class Prober:
     async def watch_ready(self) -> None:
         while len(self.answered) < self.cfg.connections and not self.done():
             await asyncio.sleep(0.05)
-        Path(self.cfg.ready).write_text(str(time.time()))
+        if not self.done():
+            _announce(Path(self.cfg.ready), time.time())
+
+    async def watch_settled(self) -> None:
+        if not (self.cfg.mark and self.cfg.settled):
+            return
+        mark = Path(self.cfg.mark)
+        while not mark.exists():
+            if self.done():
+                return
+            await asyncio.sleep(0.02)
+        since = float(mark.read_text())
+        conns = range(self.cfg.connections)
+        while not self.done():
+            if all(self.last_ok_sent.get(c, 0.0) >= since for c in conns):
+                _announce(Path(self.cfg.settled), time.time())
+                return
+            await asyncio.sleep(0.02)
 
     async def run(self) -> None:
         gap = 1.0 / self.cfg.open_rate
         tasks = [asyncio.create_task(self.connection(i, i * gap))
                  for i in range(self.cfg.connections)]
-        await asyncio.gather(self.watch_ready(), *tasks)
+        await asyncio.gather(self.watch_ready(), self.watch_settled(), *tasks)
 
     def write(self) -> None:
         tmp = Path(self.cfg.records + ".tmp")
@@ -139,6 +168,13 @@ class Prober:
             writer.writeheader()
             writer.writerows(self.rows)
         tmp.replace(self.cfg.records)
+
+
+def _announce(path: Path, wall: float) -> None:
+    """Write a wall-clock instant so that a reader never sees a partial file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(repr(wall))
+    tmp.replace(path)
 
 
 def main(argv: list[str]) -> None:

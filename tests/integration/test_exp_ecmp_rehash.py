@@ -12,6 +12,11 @@ pytestmark = pytest.mark.integration
 
 def test_ecmp_rehash_quick(tmp_path):
     result = run_quick("ecmp-rehash", tmp_path)
-    assert result["variants"]["modulo_n/add"]["broken_fraction"] > \
-        result["variants"]["maglev/add"]["broken_fraction"]
-    assert (tmp_path / "ecmp-rehash" / "broken-fraction.png").exists()
+    v = result["variants"]
+    assert v["modulo_n-add"]["broken_fraction"] > v["maglev-add"]["broken_fraction"]
+    for name, m in v.items():
+        assert m["alive"] == result["params"]["connections"], name
+        assert m["unprobed_after_change"] == 0 and m["failed_before_change"] == 0, name
+        assert m["t_change_s"] >= result["params"]["interval_s"], name
+    for png in ("broken-fraction.png", "node-share.png", "failures.png"):
+        assert (tmp_path / "ecmp-rehash" / png).exists(), png
