@@ -5,9 +5,11 @@
         ...
 
 Everything the lab creates is written to its state file (lblab.owned) before or right after it
-is created, so a lab killed at any point can be removed by `lblab clean`. SIGINT and SIGTERM
-become `LabInterrupted`, which unwinds the `with` block normally; teardown itself runs with
-those signals blocked so a second Ctrl-C cannot cut it short.
+is created (each host's shell and each link as Mininet makes it), and a guardian process
+(lblab.guardian) started with the lab removes it all from that file if the run dies, even by
+SIGKILL; `lblab clean` does what the guardian could not. SIGINT and SIGTERM become
+`LabInterrupted`, which unwinds the `with` block normally; teardown itself runs with those
+signals blocked so a second Ctrl-C cannot cut it short.
 """
 
 from __future__ import annotations
@@ -26,11 +28,31 @@ from typing import IO, Any
 from lblab import owned as owned_mod
 from lblab.capabilities import Capabilities, detect, require
 from lblab.errors import LabError, LabInterrupted, UsageError
+from lblab.guardian import Guardian
 from lblab.proc import ProcRecord, stop_all
 from lblab.ready import free_loopback_port, listening_ports, tcp_answers, wait_until
 
 OFFLOADS = ["tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off"]
 LAB_LABEL = "lblab-lab"
+CONNTRACK_COUNT = "/proc/sys/net/netfilter/nf_conntrack_count"
+
+
+def conntrack_headroom(new_max: int, count: int | None = None) -> str | None:
+    """Why lowering nf_conntrack_max to `new_max` would hurt the machine, or None.
+
+    The limit is global: every namespace, the machine's own included, stops making entries
+    at it. Refused unless the machine's current count (`count`, read from nf_conntrack_count
+    when None) is below half of `new_max`. For `Lab.global_sysctl(..., check=...)`.
+    """
+    if count is None:
+        try:
+            count = int(Path(CONNTRACK_COUNT).read_text())
+        except (OSError, ValueError) as exc:
+            return f"cannot read the machine's conntrack count ({CONNTRACK_COUNT}): {exc}"
+    if 2 * count < new_max:
+        return None
+    return (f"the machine tracks {count} connections now, not below half of the new "
+            f"nf_conntrack_max {new_max}; wait for them to expire or use a larger table")
 
 
 @dataclass(frozen=True)
@@ -95,6 +117,8 @@ class Lab:
         self.extra_addresses: set[str] = set()
         """Addresses inside the lab that Mininet does not know (VIPs on loopbacks, ...)."""
         self._stack = contextlib.ExitStack()
+        self._guardian: Guardian | None = None
+        self._node_pids: set[int] = set()
         self._controller: ProcRecord | None = None
         self._logs: list[IO] = []
         self._log_of: dict[int, Path] = {}
@@ -106,6 +130,7 @@ class Lab:
         self._stack.enter_context(signals_unwind())
         self._stack.callback(self._release)
         try:
+            self._guardian = Guardian.start(self.owned)
             self._preflight()
             if self.controller_spec is not None:
                 self._start_controller(self.controller_spec)
@@ -142,8 +167,15 @@ class Lab:
         assert self.owned is not None
         for log in self._logs:
             log.close()
-        left = owned_mod.leftovers(self.owned)
-        problems = owned_mod.remove(self.owned)
+        keep = (self._guardian.record,) if self._guardian is not None else ()
+        left = owned_mod.leftovers(self.owned, keep)
+        problems: list[str] | None = None
+        try:
+            problems = owned_mod.remove(self.owned, keep)
+        finally:
+            if self._guardian is not None:
+                # Done only when all went; else the guardian retries once this run exits.
+                self._guardian.finish(done=problems == [])
         if left or problems:
             raise LabError(f"lab {self.name} left {', '.join(left + problems)}; "
                            f"run `lblab clean {self.name}`")
@@ -209,6 +241,8 @@ class Lab:
         datapath = "kernel" if self.caps.datapath == "kernel" else "user"
         fail_mode = "secure" if self.controller_spec else "standalone"
 
+        record = self._record_node
+
         class LabSwitch(OVSSwitch):
             def __init__(self, name: str, **params: Any) -> None:
                 params.setdefault("datapath", datapath)
@@ -216,22 +250,23 @@ class Lab:
                 params.setdefault("protocols", "OpenFlow13,OpenFlow15")
                 super().__init__(name, **params)
 
+        class LabController(_recorded(RemoteController, record)):  # type: ignore[misc]
+            def checkListening(self) -> None:
+                """The lab waited for the controller already (start_controller); Mininet's
+                telnet probe reads the OpenFlow hello as UTF-8 and fails on some xids."""
+
         link = self.link_class or (TCLink if _topo_shapes(self.topo) else Link)
         self.owned.add_bridges(list(self.topo.switches()))
-        self.net = Mininet(topo=self.topo, switch=LabSwitch, controller=None, link=link,
-                           build=False, autoSetMacs=False, waitConnected=False)
+        self.net = _recording_mininet(Mininet, record, self.owned.add_links)(
+            topo=self.topo, switch=LabSwitch, controller=None, link=link, build=False,
+            autoSetMacs=False, waitConnected=False)
         self._stack.callback(self._stop_network)
         if self.controller_spec is not None:
             # Mininet gives even a remote controller a root-namespace shell, and its stop()
-            # leaves that shell running: record it, and terminate it in _stop_network.
-            c0 = self.net.addController(RemoteController("c0", ip="127.0.0.1",
-                                                         port=self.controller_port))
-            self.owned.add_process(ProcRecord.of(c0.pid, "mininet:c0"))
+            # leaves that shell running: it is recorded, and terminated in _stop_network.
+            self.net.addController(LabController("c0", ip="127.0.0.1",
+                                                 port=self.controller_port))
         self.net.build()
-        for host in self.net.hosts:
-            self.owned.add_process(ProcRecord.of(host.pid, f"mininet:{host.name}"))
-        self.owned.add_links([i.name for sw in self.net.switches for i in sw.intfList()
-                              if i.name != "lo"])
         self.net.start()
         for sw in self.net.switches:
             subprocess.run(["ovs-vsctl", "--timeout=10", "set", "bridge", sw.name,
@@ -249,6 +284,21 @@ class Lab:
                     subprocess.run(["ovs-vsctl", "--timeout=10", "set", "controller", uuid,
                                     "max_backoff=1000"], check=True, capture_output=True)
             self.wait_connected()
+
+    def _record_node(self, node: Any) -> None:
+        """A node's shell, as soon as Mininet made it (once); a host's namespace goes to the
+        guardian too (what runs there is the lab's, recorded or not)."""
+        assert self.owned is not None
+        if getattr(node, "shell", None) is None or node.pid in self._node_pids:
+            return
+        try:
+            record = ProcRecord.of(node.pid, f"mininet:{node.name}")
+        except ProcessLookupError:
+            return  # the shell is gone already: nothing of it to remove
+        self._node_pids.add(node.pid)
+        if node.inNamespace and self._guardian is not None:
+            self._guardian.watch_netns(record.pid, record.start)
+        self.owned.add_process(record)
 
     def _stop_network(self) -> None:
         if self.net is not None:
@@ -331,8 +381,9 @@ class Lab:
 
     def stop_process(self, proc: subprocess.Popen) -> None:
         """Stop one spawned process (and its group) now instead of at teardown."""
-        stop_all([r for r in self.owned.processes if r.pid == proc.pid])
-        proc.poll()
+        stop_all([r for r in self.owned.processes if r.pid == proc.pid], reap=False)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=1)  # collected by its Popen: returncode is the real one
 
     def addresses(self) -> set[str]:
         """Every IPv4 address on a lab host's interface, plus those registered as extra."""
@@ -362,10 +413,19 @@ class Lab:
         wait_until(ready, timeout=timeout, what=f"{node} to listen on TCP port {port}")
 
     @contextlib.contextmanager
-    def global_sysctl(self, path: str, value: str) -> Iterator[str]:
-        """Change a machine-wide sysctl for the block only (restored on every exit path,
-        and by `lblab clean` after a crash); yields the old value."""
+    def global_sysctl(self, path: str, value: str, *,
+                      check: Callable[[], str | None] | None = None) -> Iterator[str]:
+        """Change a machine-wide sysctl for the block only (restored on every exit path, by
+        the guardian if the run dies, and by `lblab clean`); yields the old value.
+
+        check: called first; a problem it returns (e.g. `conntrack_headroom(new)`) refuses
+        the change with a UsageError naming it.
+        """
         assert self.owned is not None
+        if check is not None:
+            problem = check()
+            if problem:
+                raise UsageError(f"not setting {path} to {value}: {problem}")
         target = Path(path)
         old = target.read_text().strip()
         self.owned.add_sysctl(path, old)
@@ -377,14 +437,81 @@ class Lab:
             target.write_text(old)
             self.owned.forget_sysctl(path)
 
-    def set_global_sysctl(self, path: str, value: str) -> str:
+    def set_global_sysctl(self, path: str, value: str, *,
+                          check: Callable[[], str | None] | None = None) -> str:
         """Change a machine-wide sysctl until the lab tears down; returns the old value."""
-        return self._stack.enter_context(self.global_sysctl(path, value))
+        return self._stack.enter_context(self.global_sysctl(path, value, check=check))
 
     @property
     def sysctls_changed(self) -> list[dict[str, str]]:
         """Every global sysctl this lab changed (and restored): for the result."""
         return list(self.sysctl_log)
+
+
+def _recorded(node_class: type, record_node: Callable[[Any], None]) -> type:
+    """`node_class` whose shell is recorded the moment it is started (before Mininet waits
+    for its prompt, and whether or not the rest of the node's setup succeeds)."""
+
+    class Recorded(node_class):  # type: ignore[misc, valid-type]
+        def startShell(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return super().startShell(*args, **kwargs)
+            finally:
+                record_node(self)
+
+    Recorded.__name__ = Recorded.__qualname__ = f"Recorded{node_class.__name__}"
+    return Recorded
+
+
+def _recording_mininet(base: type, record_node: Callable[[Any], None],
+                       record_links: Callable[[list[str]], None]) -> type:
+    """A Mininet that records each node's shell as it starts (whatever the node's class,
+    the topology's own included) and each link's root-namespace interfaces just before they
+    are made, so a run killed mid-build leaves nothing unlisted."""
+    recording: dict[type, type] = {}
+    nodes: dict[type, type] = {}
+
+    def recorded(cls: type) -> type:
+        if cls not in nodes:
+            nodes[cls] = _recorded(cls, record_node)
+        return nodes[cls]
+
+    def recording_link(cls: type) -> type:
+        if cls not in recording:
+            class RecordingLink(cls):  # type: ignore[misc, valid-type]
+                @classmethod
+                def makeIntfPair(klass, intfname1: str, intfname2: str, addr1: Any = None,
+                                 addr2: Any = None, node1: Any = None, node2: Any = None,
+                                 deleteIntfs: bool = True) -> Any:
+                    # Interfaces in a host's namespace go with it; record the others.
+                    record_links([name for name, node in ((intfname1, node1),
+                                                          (intfname2, node2))
+                                  if node is None or not node.inNamespace])
+                    return super().makeIntfPair(intfname1, intfname2, addr1, addr2, node1,
+                                                node2, deleteIntfs)
+
+            recording[cls] = RecordingLink
+        return recording[cls]
+
+    class LabNet(base):  # type: ignore[misc, valid-type]
+        def addHost(self, name: str, cls: Any = None, **params: Any) -> Any:
+            return super().addHost(name, recorded(cls or self.host), **params)
+
+        def addSwitch(self, name: str, cls: Any = None, **params: Any) -> Any:
+            return super().addSwitch(name, recorded(cls or self.switch), **params)
+
+        def addController(self, name: Any = "c0", controller: Any = None,
+                          **params: Any) -> Any:
+            node = super().addController(name, controller, **params)
+            record_node(node)  # a controller object made by the caller: record it now
+            return node
+
+        def addLink(self, node1: Any, node2: Any, port1: Any = None, port2: Any = None,
+                    cls: Any = None, **params: Any) -> Any:
+            return super().addLink(node1, node2, port1, port2,
+                                   recording_link(cls or self.link), **params)
+
+    return LabNet
 
 
 def _topo_shapes(topo: Any) -> bool:

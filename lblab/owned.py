@@ -4,7 +4,8 @@ The state file (`$LBLAB_HOME/labs/NAME.json`) is written before each thing is cr
 rewritten atomically after every change, so a lab that was SIGKILLed can still be cleaned by
 `lblab clean`: it kills the recorded processes (checked by start time), deletes the recorded
 OVS bridges and links, restores the recorded global sysctls and removes the lab's folder.
-Nothing is removed by name pattern: only what the file lists.
+Nothing is removed by name pattern: only what the file lists. The lab's guardian
+(lblab.guardian) does the same from this file by itself when the run dies.
 """
 
 from __future__ import annotations
@@ -27,6 +28,15 @@ def lblab_home() -> Path:
 
 def labs_dir() -> Path:
     return lblab_home() / "labs"
+
+
+def guardian_log(lab: str) -> Path:
+    """What the lab's guardian (lblab.guardian) did: beside the state file, kept after it."""
+    return labs_dir() / f"{lab}.guardian.log"
+
+
+GUARDIAN = "guardian"
+"""The name of the guardian's process record."""
 
 
 def runtime_dir() -> Path:
@@ -95,6 +105,10 @@ class Owned:
 
         return self.owner_start is not None and start_time(self.owner_pid) == self.owner_start
 
+    def guardian(self) -> ProcRecord | None:
+        """The guardian's record, if this lab started one."""
+        return next((p for p in self.processes if p.name == GUARDIAN), None)
+
     # -- recording ---------------------------------------------------------------------
     def add_bridges(self, names: list[str]) -> None:
         self.bridges.extend(n for n in names if n not in self.bridges)
@@ -130,6 +144,10 @@ def claim(lab: str) -> Owned:
         if other.owner_alive():
             raise UsageError(f"lab {lab!r} is already running (pid {other.owner_pid}); "
                              "stop it first or pick another --lab name") from None
+        guardian = other.guardian()
+        if guardian is not None and guardian.alive():
+            raise UsageError(f"lab {lab!r} crashed and its guardian (pid {guardian.pid}) is "
+                             "removing what it left; retry in a few seconds") from None
         raise UsageError(f"lab {lab!r} crashed and left resources behind; "
                          f"run `lblab clean {lab}` first") from None
     os.close(fd)
@@ -150,12 +168,13 @@ def ovs_bridges() -> set[str]:
     return set(out.stdout.split()) if out.returncode == 0 else set()
 
 
-def remove(owned: Owned) -> list[str]:
-    """Remove everything `owned` lists. Returns the problems (empty when all went)."""
+def remove(owned: Owned, keep: tuple[ProcRecord, ...] = ()) -> list[str]:
+    """Remove everything `owned` lists (but the processes in `keep`: the guardian, while the
+    run or the guardian itself removes the lab). Returns the problems (empty when all went)."""
     from pyroute2 import IPRoute
 
     problems: list[str] = []
-    survivors = stop_all(list(reversed(owned.processes)))
+    survivors = stop_all([p for p in reversed(owned.processes) if p not in keep])
     problems += [f"process {p.pid} ({p.name}) survived SIGKILL" for p in survivors]
 
     for path, old in owned.sysctls.items():
@@ -164,7 +183,7 @@ def remove(owned: Owned) -> list[str]:
         except OSError as exc:
             problems.append(f"could not restore {path} to {old}: {exc}")
 
-    present = ovs_bridges()
+    present = ovs_bridges() if owned.bridges else set()
     for br in owned.bridges:
         if br in present:
             res = subprocess.run(["ovs-vsctl", "--timeout=10", "--if-exists", "del-br", br],
@@ -188,11 +207,12 @@ def remove(owned: Owned) -> list[str]:
     return problems
 
 
-def leftovers(owned: Owned) -> list[str]:
+def leftovers(owned: Owned, keep: tuple[ProcRecord, ...] = ()) -> list[str]:
     """What of `owned` is still on the machine (for tests and for `lblab clean --check`)."""
     from pyroute2 import IPRoute
 
-    found = [f"process {p.pid} ({p.name})" for p in owned.processes if p.alive()]
+    found = [f"process {p.pid} ({p.name})" for p in owned.processes
+             if p not in keep and p.alive()]
     found += [f"bridge {b}" for b in owned.bridges if b in ovs_bridges()]
     with IPRoute() as ipr:
         found += [f"link {n}" for n in owned.links if ipr.link_lookup(ifname=n)]
