@@ -3,7 +3,6 @@ from __future__ import annotations
 import pytest
 
 from lblab import claims as C
-from lblab.runner import aggregate
 
 
 @pytest.mark.parametrize(("predicted", "measured", "rel", "holds"), [
@@ -26,14 +25,6 @@ def test_json_carries_verdict_and_tolerance_text():
     data = C.within("a", "stmt", 10, 11, 0.15).to_json()
     assert data["holds"] is True and data["tolerance"] == "within ±15%"
     assert set(data) >= {"id", "statement", "predicted", "measured", "tolerance", "holds"}
-
-
-def test_repeats_report_mean_and_spread():
-    runs = [[C.within("a", "s", 10, m, 0.15)] for m in (9.0, 11.0, 13.0)]
-    row = aggregate(runs)[0]
-    assert row["measured"] == pytest.approx(11.0)
-    assert row["spread"] == pytest.approx(2.0)
-    assert row["runs_holding"] == 2 and row["holds"] is True
 
 
 def test_near_is_absolute_and_binomial_tolerance_shrinks_with_n():

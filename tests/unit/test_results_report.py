@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from lblab import claims as C
 from lblab.errors import UsageError
 from lblab.report import compare, report
 from lblab.results import RunFolder, experiment_folders, load_result
@@ -18,9 +19,9 @@ def fake_result(root, name, measured):
                         "datapath": "user", "sysctls_changed": [], "argv": ["lblab"],
                         "capabilities": {"tools": {"nft": "1"}}},
         "variants": {"naive": {"broken": measured, "label": "x"}},
-        "claims": [{"id": "c1", "statement": "s", "predicted": 1.0, "measured": measured,
-                    "tolerance": "within ±15%", "holds": abs(measured - 1) <= 0.15,
-                    "note": ""}],
+        "schema": 2, "repeat": 1, "measurement_problems": {}, "plan": [],
+        "claims": [C.within("c1", "s", 1.0, measured, 0.15).to_json(),
+                   C.skipped("c2", "s2", "needs variant x (not run)").to_json()],
         "notes": [], "topology": {"nodes": [{"name": "c1", "role": "client"},
                                             {"name": "s1", "role": "switch-front"}],
                                   "links": [["c1", "s1"]]},
