@@ -58,6 +58,36 @@ class MMcK:
     def throughput(self) -> float:
         return self.arrival_rate * (1 - self.blocking)
 
+    def blocked_share_sd(self, window_s: float) -> float:
+        """The standard deviation of the share of arrivals refused over `window_s` of steady
+        state: the sampling error of a measured blocking probability.
+
+        Refusals come in bursts (only while the system is full), so this is larger than the
+        binomial sqrt(B (1 - B) / N) of N independent arrivals (2-3 x at the loads the
+        experiments use). It is the asymptotic variance of X(t) = refused - B x arrivals, a
+        Markov additive process on the birth-death chain: with h the solution of the Poisson
+        equation Q h = -r (r_n = lambda (1{n = K} - B), the mean drift of X in state n), the
+        variance rate is sum_n pi_n sum_jumps rate (reward + h_to - h_from)^2, and the share's
+        standard deviation is sqrt(rate x T) / (lambda T).
+        """
+        if window_s <= 0:
+            raise ValueError("the window must be positive")
+        probs = self.state_probabilities()
+        lam, mu, c, k = self.arrival_rate, self.service_rate, self.servers, self.capacity
+        b = probs[-1]
+        # Birth-death structure: pi_n lambda (h_{n+1} - h_n) = -sum_{m <= n} pi_m r_m.
+        steps, acc = [], 0.0
+        for n in range(k):
+            acc += probs[n] * lam * -b
+            steps.append(-acc / (probs[n] * lam) if probs[n] > 0 else 0.0)
+        rate = probs[k] * lam * (1 - b) ** 2  # a refusal: reward 1 - B, no change of state
+        for n in range(k + 1):
+            if n < k:
+                rate += probs[n] * lam * (steps[n] - b) ** 2
+            if n > 0:
+                rate += probs[n] * mu * min(n, c) * steps[n - 1] ** 2
+        return math.sqrt(rate * window_s) / (lam * window_s)
+
     def sojourn_cdf(self, t: float) -> float:
         """P(an admitted request's wait + service <= t)."""
         if t <= 0:

@@ -70,3 +70,46 @@ def test_model_matches_a_simulated_queue(lam, c, k):
     q = MMcK(lam, mu, c, k)
     assert q.blocking == pytest.approx(blocked, abs=0.01)
     assert q.sojourn_quantile(0.99) == pytest.approx(p99, rel=0.05)
+
+
+def test_refused_share_sd_of_a_one_place_queue_matches_renewal_reward():
+    # M/M/1/1, lambda = mu = 1: B = 1/2. A cycle is an idle Exp(1) then a busy Exp(1) that
+    # refuses N ~ Poisson(busy) arrivals; reward R = -B + (1 - B) N has E[R] = 0 and
+    # Var(R) = Var(N) / 4 = (1 + 1) / 4, the cycle lasts 2 on average: rate 0.25 per second.
+    q = MMcK(1.0, 1.0, 1, 1)
+    assert q.blocked_share_sd(100.0) == pytest.approx(math.sqrt(0.25 * 100) / 100)
+
+
+def refused_shares(lam, mu, c, k, window, n, seed=5):
+    """Refused share in each of n windows of a simulated M/M/c/K in steady state."""
+    rng = random.Random(seed)
+    shares, state = [], 0
+    for _ in range(n):
+        t, arrived, refused = 0.0, 0, 0
+        while True:
+            rate = lam + mu * min(state, c)
+            t += rng.expovariate(rate)
+            if t >= window:
+                break
+            if rng.random() < lam / rate:
+                arrived += 1
+                if state == k:
+                    refused += 1
+                else:
+                    state += 1
+            else:
+                state -= 1
+        shares.append(refused / arrived)
+    return shares
+
+
+@pytest.mark.parametrize(("lam", "window"), [(120.0, 2.0), (216.0, 2.0)])
+def test_refused_share_sd_matches_a_simulated_queue_and_exceeds_the_binomial(lam, window):
+    import statistics
+
+    q = MMcK(lam, 20.0, 8, 18)
+    shares = refused_shares(lam, 20.0, 8, 18, window, 1500)
+    sd = q.blocked_share_sd(window)
+    assert statistics.stdev(shares) == pytest.approx(sd, rel=0.1)
+    # refusals come in bursts while the queue is full: far wider than independent trials
+    assert sd > 2 * math.sqrt(q.blocking * (1 - q.blocking) / (lam * window))
