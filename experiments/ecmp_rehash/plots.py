@@ -45,7 +45,7 @@ def broken_fraction(folder: Path, v: dict, p: dict, policies: list[str],
         ax.set_ylim(0, 1)
         ax.set_ylabel("fraction of connections broken")
         ax.set_title(f"{_title(p, phase)} (N={p['lbs']}, K={p['connections']})")
-        ax.legend(fontsize=8)
+        _legend(ax)
     return plots.save(fig, folder / "broken-fraction.png")
 
 
@@ -92,5 +92,10 @@ def failures(folder: Path, v: dict, p: dict, bin_s: float, colours: dict[str, st
         ax.set_xlabel("s since every connection answered once (dotted: the change)")
         ax.set_ylabel(f"failed requests per {bin_s:g} s")
         ax.set_title(_title(p, phase))
-        ax.legend(fontsize=8)
+        _legend(ax)
     return plots.save(fig, folder / "failures.png")
+
+
+def _legend(ax) -> None:
+    if ax.get_legend_handles_labels()[0]:  # a panel of a phase left out with --only is empty
+        ax.legend(fontsize=8)

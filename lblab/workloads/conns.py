@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lblab.results import atomic_write
 from lblab.workloads.loop import run_loop
 
 FIELDS = ["conn", "generation", "t", "outcome", "status", "peer", "local_port"]
@@ -137,7 +138,7 @@ class Prober:
         while len(self.answered) < self.cfg.connections and not self.done():
             await asyncio.sleep(0.05)
         if not self.done():
-            _announce(Path(self.cfg.ready), time.time())
+            atomic_write(Path(self.cfg.ready), repr(time.time()))
 
     async def watch_settled(self) -> None:
         if not (self.cfg.mark and self.cfg.settled):
@@ -151,7 +152,7 @@ class Prober:
         conns = range(self.cfg.connections)
         while not self.done():
             if all(self.last_ok_sent.get(c, 0.0) >= since for c in conns):
-                _announce(Path(self.cfg.settled), time.time())
+                atomic_write(Path(self.cfg.settled), repr(time.time()))
                 return
             await asyncio.sleep(0.02)
 
@@ -168,13 +169,6 @@ class Prober:
             writer.writeheader()
             writer.writerows(self.rows)
         tmp.replace(self.cfg.records)
-
-
-def _announce(path: Path, wall: float) -> None:
-    """Write a wall-clock instant so that a reader never sees a partial file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(repr(wall))
-    tmp.replace(path)
 
 
 def main(argv: list[str]) -> None:
