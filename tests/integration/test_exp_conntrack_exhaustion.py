@@ -1,5 +1,5 @@
 """conntrack-exhaustion in quick mode, end to end, on real OVS: result.json complete, plots drawn,
-claims hold."""
+claims hold, the global nf_conntrack_max restored and recorded."""
 
 from __future__ import annotations
 
@@ -17,7 +17,13 @@ def test_conntrack_exhaustion_quick(tmp_path):
     changed = result["environment"]["sysctls_changed"]
     assert changed and changed[0]["path"].endswith("nf_conntrack_max")
     assert open("/proc/sys/net/netfilter/nf_conntrack_max").read().strip() == changed[0]["old"]
+    small = result["variants"]["small-table"]
+    assert small["conntrack_max_after"] == small["conntrack_max_before"] == int(changed[0]["old"])
     assert result["variants"]["keep-alive"]["reuse_factor"] > 5
+    assert result["analysis"]["nat_paths_on_link"] is True
+    assert all(result["variants"][f]["flood_s"] > 0 for f in ("syn-flood", "synproxy"))
     assert result["environment"]["git"]["commit"]
-    assert (tmp_path / "conntrack-exhaustion" / "occupancy.png").exists()
-    assert (tmp_path / "conntrack-exhaustion" / "occupancy.csv").exists()
+    folder = tmp_path / "conntrack-exhaustion"
+    for name in ("occupancy.png", "steady-state.png", "floods.png", "small-table.png",
+                 "occupancy.csv", "small-table-admissions.csv"):
+        assert (folder / name).exists(), name

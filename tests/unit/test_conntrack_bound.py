@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.conntrack_exhaustion import admission_bound
+from experiments.conntrack_exhaustion.model import admission_bound
 
 
 def test_a_table_filled_at_a_constant_rate_frees_its_first_generation_in_order():
