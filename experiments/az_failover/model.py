@@ -111,8 +111,11 @@ def predictions(p: Params, utilizations: list[float] | None = None) -> dict:
             "surge_p99_model_ms": surge_p99_ms(p, u),
             "surge_p99_bound_ms": surge_p99_ms(p, u) + PROXY_ALLOWANCE_MS,
         })
+    kink = threshold(p.zones)
+    curve = sorted({*us, kink} if us and us[0] < kink < us[-1] else set(us))
     return {
-        "zones": p.zones, "threshold": threshold(p.zones),
+        "zones": p.zones, "threshold": kink,
+        "post_failure_curve": [[u, post_failure_utilization(p, u)] for u in curve],
         "survivor_multiplier": survivor_multiplier(p.zones),
         "naive_cross_zone": naive_cross_zone(p.zones),
         "detect_bound_s": detect_bound_s(p),

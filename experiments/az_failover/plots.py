@@ -60,14 +60,15 @@ def _timeline(folder: Path, p: dict, v: dict, summary: dict, predicted: dict,
             if key == "p99_ms":
                 ax.set_yscale("log")
             if row == 0:
-                ax.set_title(f"{name}: zone {p['failed_zone']} of {p['zones']} fails "
-                             f"(dotted: when it did; shaded: the {bound:.2f} s detection "
-                             "bound)", fontsize=8)
+                ax.set_title(f"{name}: zone {p['failed_zone']} of {p['zones']} fails",
+                             fontsize=9)
+                ax.legend(fontsize=7)
             if col == 0:
                 ax.set_ylabel(label, fontsize=8)
             if row == len(panels) - 1:
-                ax.set_xlabel("seconds since the client started (dashed: predicted)")
-    grid[0][0].legend(fontsize=7)
+                ax.set_xlabel("seconds since the client started")
+    fig.suptitle(f"dotted: when the zone failed; shaded: the {bound:.2f} s detection bound; "
+                 "dashed: predicted over the window analysed", fontsize=9)
     return plots.save(fig, folder / "timeline.png")
 
 
@@ -98,9 +99,9 @@ def _sweep(folder: Path, v: dict, summary: dict, predicted: dict, tolerance: dic
                          label="surge: M/M/c/K blocking (± tolerance)")
         axes[1].scatter(surge, [predicted[u]["surge_p99_bound_ms"] for u in surge],
                         marker="v", color="black", zorder=3, label="surge: p99 bound")
-    model_us = sorted(predicted)
-    axes[2].plot(model_us, [predicted[u]["post_failure_utilization"] for u in model_us],
-                 ls="--", color="black", lw=1, label="min(1, u Z/(Z-1))")
+    curve = summary.get("post_failure_curve", [])
+    axes[2].plot([u for u, _ in curve], [y for _, y in curve], ls="--", color="black", lw=1,
+                 label="min(1, u Z/(Z-1))")
     axes[1].set_yscale("log")
     for ax in axes:
         ax.legend(fontsize=7)
