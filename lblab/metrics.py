@@ -96,8 +96,10 @@ def per_bin(rows: Iterable[Mapping[str, Any]], end: float, width: float,
 
 def counter_at(samples: Sequence[Mapping[str, Any]], key: str, t: float) -> float:
     """A cumulative counter sampled as `samples[i][key]` at `samples[i]["t"]`, read at time
-    t by linear interpolation; it is 0 at t = 0 (samples before 0 are ignored) and holds its
+    t by linear interpolation; it is 0 at t <= 0 (samples before 0 are ignored) and holds its
     last value after the last sample."""
+    if t <= 0:
+        return 0.0
     pts = [(0.0, 0.0)] + [(s["t"], float(s[key])) for s in samples if s["t"] >= 0]
     for (ta, a), (tb, b) in zip(pts, pts[1:], strict=False):
         if ta <= t <= tb:

@@ -1,9 +1,11 @@
 """Timestamped samples taken on an interval in a background thread, and machine CPU use.
 
 A sampler calls `probe()` every `interval_s` and keeps `{"t": seconds since start, "wall":
-the wall-clock time of the probe, **row}`; the driver puts the rows on the variant's clock
-(lblab.timeline) and writes them as a raw table. CPU use is sampled beside them so a result
-shows whether the 2-core machine, rather than the model under test, was the limit.
+the wall-clock time the probe started, **row, "probe_ms": how long the probe took}` (a
+sample is a reading spread over probe_ms, not an instant); the driver puts the rows on the
+variant's clock (lblab.timeline) and writes them as a raw table. CPU use is sampled beside
+them so a result shows whether the 2-core machine, rather than the model under test, was the
+limit.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class Sampler:
             busy = (now[0] - last[0]) / max(1, now[1] - last[1])
             last = now
             if row is not None:
+                row["probe_ms"] = round((time.monotonic() - started) * 1000, 2)
                 self.rows.append({"t": round(started - self.t0, 3), "wall": wall, **row,
                                   "cpu_busy": round(busy, 3)})
             self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))

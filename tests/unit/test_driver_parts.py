@@ -205,3 +205,9 @@ def test_progress_base_is_silent():
     p.step("s")
     with p.paused():
         pass
+
+
+def test_counter_before_the_clock_starts_is_zero():
+    samples = [{"t": -1.0, "n": 3}, {"t": 1.0, "n": 10}]
+    assert M.counter_at(samples, "n", -0.5) == 0.0
+    assert M.counter_delta(samples, "n", -0.5, 1.0) == pytest.approx(10)
