@@ -176,6 +176,15 @@ class VariantRun:
                                       start_timeout_s)
         return self._timeline
 
+    def start_clock(self) -> Timeline:
+        """Start the variant's clock for a workload that is not the open-loop client: t = 0
+        is whatever it announces with `timeline.announce(wall)`."""
+        tl = self.timeline()
+        if not self._started:
+            tl.start()
+            self._started = True
+        return tl
+
     def client(self, node: str, cfg: Any, tag: str = "client") -> dict:
         """Run the open-loop client in `node` to completion, its records into the table
         `TAG-records` and its summary into the document `TAG-summary`; returns the summary.

@@ -67,6 +67,13 @@ class Timeline:
         self._thread = threading.Thread(target=self._loop, name="timeline", daemon=True)
         self._thread.start()
 
+    def announce(self, wall: float) -> None:
+        """Say that t = 0 was the wall-clock instant `wall`: for a workload that is not the
+        open-loop client (a connection prober measures its own ready instant). Atomic."""
+        tmp = self.start_file.with_name(f".{self.start_file.name}.tmp")
+        tmp.write_text(repr(wall))
+        tmp.replace(self.start_file)
+
     def t_of(self, wall: float) -> float:
         """A wall-clock time on this clock (before the client started: negative)."""
         if self.origin is None:
@@ -75,14 +82,16 @@ class Timeline:
 
     def _loop(self) -> None:
         deadline = time.monotonic() + self.start_timeout_s
-        while not self.start_file.exists():
-            if self._stop.wait(0.005) or time.monotonic() > deadline:
-                if self.events:
-                    self._problems.append(
-                        f"the client did not start its schedule within "
-                        f"{self.start_timeout_s:g} s; no fault was applied")
-                return
-        self.origin = float(self.start_file.read_text())
+        while self.origin is None:
+            try:
+                self.origin = float(self.start_file.read_text())
+            except (FileNotFoundError, ValueError):  # not there yet, or not written whole
+                if self._stop.wait(0.005) or time.monotonic() > deadline:
+                    if self.events:
+                        self._problems.append(
+                            f"the client did not start its schedule within "
+                            f"{self.start_timeout_s:g} s; no fault was applied")
+                    return
         for event in sorted(self.events, key=lambda e: e.at):
             delay = self.origin + event.at - time.time()
             if delay > 0 and self._stop.wait(delay):

@@ -107,11 +107,11 @@ class EcmpRehash(Experiment):
         apply = tier.add if phase == "add" else tier.remove
         tl.at(p.interval_s, what, lambda: apply(node), slack_s=p.interval_s)
         run.step(f"{p.connections} long-lived connections; {what} at t = {p.interval_s:g} s")
-        tl.start()
+        run.start_clock()
         prober = start_conns(lab, "c1", cfg, run.dir, PROBER)
         prober.wait_ready(timeout=ready_s)
         ready_wall = float(Path(cfg.ready).read_text())
-        atomic_write(tl.start_file, repr(ready_wall))  # the prober's ready instant is t = 0
+        tl.announce(ready_wall)  # the prober's ready instant is t = 0
         event = tl.events[0]
         wait_until(lambda: event.done is not None, timeout=p.interval_s + 30,
                    what=f"{what} to be applied")

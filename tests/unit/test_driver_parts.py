@@ -211,3 +211,17 @@ def test_counter_before_the_clock_starts_is_zero():
     samples = [{"t": -1.0, "n": 3}, {"t": 1.0, "n": 10}]
     assert M.counter_at(samples, "n", -0.5) == 0.0
     assert M.counter_delta(samples, "n", -0.5, 1.0) == pytest.approx(10)
+
+
+def test_a_workload_other_than_the_client_can_announce_t0(tmp_path):
+    tl = Timeline(tmp_path / "start", start_timeout_s=5)
+    fired: list[float] = []
+    tl.at(0.0, "change", lambda: fired.append(time.time()))
+    (tmp_path / "start").write_text("17")  # a partly written file is retried, not fatal
+    tl.start()  # start() clears a stale start file first
+    origin = time.time()
+    tl.announce(origin)
+    time.sleep(0.3)
+    doc = tl.close()
+    assert doc["origin_wall"] == origin and fired and fired[0] >= origin
+    assert doc["problems"] == []
