@@ -141,6 +141,7 @@ class ConnsHandle:
 
 
 def start_conns(lab: Any, node: str, cfg: ConnsConfig, out_dir: Path, tag: str) -> ConnsHandle:
+    check_target(lab, cfg.host, f"connection prober target {cfg.host}:{cfg.port}")
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg.records = str(out_dir / f"{tag}-conns.csv")
     cfg.ready = str(lab.file(f"conns-{tag}.ready"))

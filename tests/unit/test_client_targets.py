@@ -51,3 +51,15 @@ def test_targets_inside_the_lab_start_the_client(tmp_path):
     with pytest.raises(Spawned, match="client-t"):
         run_client(lab, "c1", cfg, tmp_path / "out", "t")
     assert len(lab.spawned) == 1
+
+
+def test_the_connection_prober_is_held_to_the_same_rule(tmp_path):
+    from lblab.workloads.conns import ConnsConfig
+    from lblab.workloads.handles import start_conns
+
+    lab = FakeLab(tmp_path)
+    with pytest.raises(UsageError, match="connection prober target 192.0.2.7:80"):
+        start_conns(lab, "c1", ConnsConfig(host="192.0.2.7"), tmp_path / "out", "p")
+    assert lab.spawned == []
+    with pytest.raises(Spawned):
+        start_conns(lab, "c1", ConnsConfig(host="10.0.0.100"), tmp_path / "out", "p")
