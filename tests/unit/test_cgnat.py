@@ -4,14 +4,34 @@ import ipaddress
 
 import pytest
 
-from experiments.cgnat_skew import Params, jain, user_groups
-from topologies.cgnat import cgnat_inside_ip, inside_network
+from experiments.cgnat_skew import Params, user_groups
+from experiments.cgnat_skew.lab import lab_plan
+from experiments.cgnat_skew.params import user_counts
+from topologies.cgnat import CgnatTopo, UserHost, cgnat_inside_ip, inside_network
 
 
-def test_jain_index_bounds():
-    assert jain([5, 5, 5, 5]) == pytest.approx(1.0)
-    assert jain([20, 0, 0, 0]) == pytest.approx(0.25)
-    assert jain([0, 0]) == 0.0
+def test_the_topology_declares_the_users_and_their_routes():
+    topo = CgnatTopo(cgnats=2, users=(3, 2, 4))
+    u1, u2, c1 = (topo.nodeInfo(h) for h in ("u1", "u2", "c1"))
+    assert u1["cls"] is UserHost and c1["cls"] is UserHost
+    assert u1["routes"] == [("default", cgnat_inside_ip(1))]
+    assert u2["routes"] == [("default", cgnat_inside_ip(2))]
+    assert u1["addresses"] == ["100.64.0.3/15", "100.64.0.4/15", "100.64.0.5/15"]
+    assert c1["addresses"] == ["10.0.3.1/16", "10.0.3.2/16", "10.0.3.3/16", "10.0.3.4/16"]
+    assert "routes" not in c1  # direct users share the LB nodes' subnet
+    assert CgnatTopo().nodeInfo("u1")["addresses"] == []  # mn --custom: no users
+    with pytest.raises(ValueError, match="one count per CGNAT"):
+        CgnatTopo(cgnats=2, users=(3, 2))
+
+
+def test_the_experiment_lab_declares_every_user():
+    p = Params(users=400, cgnat_shares=(0.4, 0.2))
+    assert user_counts(p) == (160, 80, 160)
+    topo = lab_plan(p).topo
+    groups = user_groups(p)
+    for host in ("u1", "u2", "c1"):
+        declared = [a.split("/")[0] for a in topo.nodeInfo(host)["addresses"]]
+        assert declared == groups[host]
 
 
 @pytest.mark.parametrize(("users", "shares"), [(400, (0.4, 0.2)), (2000, (0.5, 0.1)),
