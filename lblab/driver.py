@@ -34,6 +34,7 @@ import contextlib
 import re
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -160,6 +161,8 @@ class VariantRun:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._timeline: Timeline | None = None
         self._started = False
+        self._clock_lock = threading.Lock()
+        """Clients may run from several threads (one per user host): one starts the clock."""
         self._samplers: list[tuple[str, Sampler]] = []
 
     @property
@@ -180,9 +183,10 @@ class VariantRun:
         """Start the variant's clock for a workload that is not the open-loop client: t = 0
         is whatever it announces with `timeline.announce(wall)`."""
         tl = self.timeline()
-        if not self._started:
-            tl.start()
-            self._started = True
+        with self._clock_lock:
+            if not self._started:
+                tl.start()
+                self._started = True
         return tl
 
     def client(self, node: str, cfg: Any, tag: str = "client") -> dict:
@@ -191,10 +195,11 @@ class VariantRun:
         The first client of a variant with a timeline starts that timeline's clock."""
         from lblab.workloads.handles import run_client
 
-        if self._timeline is not None and not self._started:
-            cfg.start_file = str(self._timeline.start_file)
-            self._timeline.start()
-            self._started = True
+        with self._clock_lock:
+            if self._timeline is not None and not self._started:
+                cfg.start_file = str(self._timeline.start_file)
+                self._timeline.start()
+                self._started = True
         _, summary = run_client(self.lab, node, cfg, self.dir, tag)
         return summary
 
