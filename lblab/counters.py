@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pyroute2 import IPRoute
 
-KEYS = ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets")
+KEYS = ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "rx_dropped", "tx_dropped")
 
 
 def link_stats(names: list[str]) -> dict[str, dict[str, int]]:
-    """{ifname: {rx_bytes, tx_bytes, rx_packets, tx_packets}} from IFLA_STATS64."""
+    """{ifname: {rx/tx_bytes, rx/tx_packets, rx/tx_dropped}} from IFLA_STATS64."""
     out: dict[str, dict[str, int]] = {}
     with IPRoute() as ipr:
         for name in names:
