@@ -33,13 +33,9 @@ within one round's picks.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from lblab import claims as C
 from lblab.driver import Analysis, Experiment, LabPlan, VariantPlan
-from lblab.lab import Lab
-from lblab.raw import Raw
 
 from . import lab as L
 from .analysis import analyse
@@ -70,20 +66,11 @@ class CgnatSkew(Experiment):
     def lab(self, p: Params, key: str) -> LabPlan:
         return L.lab_plan(p)
 
-    def setup(self, lab: Lab, p: Params, rep: Any) -> L.Env:
-        return L.setup(lab, p, rep)
-
     def prepare(self, env: L.Env, p: Params, v: VariantPlan) -> None:
         L.prepare(env, p, Setting(**v.setting))
 
     def measure(self, env: L.Env, p: Params, v: VariantPlan, run: Any) -> None:
         L.measure(env, p, Setting(**v.setting), run)
-
-    def analyse(self, p: Params, raw: Raw) -> Analysis:
-        return analyse(p, raw)
-
-    def claims(self, p: Params, a: Analysis) -> list[C.Claim]:
-        return claims(p, a)
 
     def notes(self, p: Params, a: Analysis) -> list[str]:
         return ["hash-balance-factor bounds concurrent requests per server, not request "
@@ -92,8 +79,11 @@ class CgnatSkew(Experiment):
                 "l7:random2 draws on HAProxy's consistent-hash ring, 16 points per server: "
                 f"ring shares {[round(x, 3) for x in a.summary['haproxy_ring_shares']]}"]
 
-    def plot(self, folder: Path, result: dict) -> list[Path]:
-        return plot(folder, result)
+    # The steps live in the package's modules; the class names them.
+    setup = staticmethod(L.setup)
+    analyse = staticmethod(analyse)
+    claims = staticmethod(claims)
+    plot = staticmethod(plot)
 
 
 EXPERIMENT = CgnatSkew()

@@ -35,10 +35,8 @@ Claims (claims.py; predictions from the parameters, model.py):
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from experiments.conntrack_exhaustion import analysis, claims, lab, params, plots
+from experiments.conntrack_exhaustion import analysis, claims, params, plots
+from experiments.conntrack_exhaustion import lab as wiring
 from experiments.conntrack_exhaustion.params import (
     CHURN,
     CLIENT_TIMEOUT_S,
@@ -49,9 +47,7 @@ from experiments.conntrack_exhaustion.params import (
     targets,
     timeout_s,
 )
-from lblab import claims as C
-from lblab.driver import Analysis, Experiment, LabPlan, VariantPlan, VariantRun
-from lblab.raw import Raw
+from lblab.driver import Experiment, LabPlan, VariantPlan
 
 
 class ConntrackExhaustion(Experiment):
@@ -79,28 +75,16 @@ class ConntrackExhaustion(Experiment):
         return plans
 
     def lab(self, p: Params, key: str) -> LabPlan:
-        return lab.lab_plan(p)
+        return wiring.lab_plan(p)
 
-    def setup(self, lab_: Any, p: Params, rep: Any) -> lab.Env:
-        return lab.setup(lab_, p, rep)
-
-    def prepare(self, env: lab.Env, p: Params, v: VariantPlan) -> None:
-        lab.prepare(env, p, v)
-
-    def measure(self, env: lab.Env, p: Params, v: VariantPlan, run: VariantRun) -> None:
-        lab.measure(env, p, v, run)
-
-    def analyse(self, p: Params, raw: Raw) -> Analysis:
-        return analysis.analyse(p, raw)
-
-    def claims(self, p: Params, a: Analysis) -> list[C.Claim]:
-        return claims.claims(p, a)
-
-    def notes(self, p: Params, a: Analysis) -> list[str]:
-        return claims.notes(p, a)
-
-    def plot(self, folder: Path, result: dict) -> list[Path]:
-        return plots.plot(folder, result)
+    # The steps live in the package's modules; the class names them.
+    setup = staticmethod(wiring.setup)
+    prepare = staticmethod(wiring.prepare)
+    measure = staticmethod(wiring.measure)
+    analyse = staticmethod(analysis.analyse)
+    notes = staticmethod(claims.notes)
+    plot = staticmethod(plots.plot)
+    claims = staticmethod(claims.claims)
 
 
 EXPERIMENT = ConntrackExhaustion()
