@@ -515,4 +515,10 @@ def _recording_mininet(base: type, record_node: Callable[[Any], None],
 
 
 def _topo_shapes(topo: Any) -> bool:
-    return any(topo.linkInfo(a, b).get("bw") for a, b in topo.links())
+    """Whether any link asks for shaping, on the link or on one of its ends (params1/2):
+    such a topology needs TCLink, or the shaping would be silently dropped."""
+    def shaped(info: dict) -> bool:
+        return any(d.get("bw") for d in (info, info.get("params1") or {},
+                                         info.get("params2") or {}))
+
+    return any(shaped(topo.linkInfo(a, b)) for a, b in topo.links())

@@ -50,3 +50,17 @@ def test_zones_refuse_impossible_sizes():
     ns = runpy.run_path(str(TOPOLOGIES / "zones.py"))
     with pytest.raises(ValueError, match="zones must be 2..9"):
         ns["topos"]["zones"](zones=1)
+
+
+def test_shaping_on_one_end_of_a_link_is_seen_so_the_lab_uses_tclink():
+    from mininet.topo import Topo
+
+    from lblab.lab import _topo_shapes
+
+    class OneEnd(Topo):
+        def build(self, bw=0.0):
+            h, s = self.addHost("h1"), self.addSwitch("s1")
+            self.addLink(h, s, params1={"bw": bw} if bw else {})
+
+    assert _topo_shapes(OneEnd(bw=10))
+    assert not _topo_shapes(OneEnd())
