@@ -107,8 +107,9 @@ def test_sigterm_unwinds_the_lab_and_restores_sysctls(tmp_path):
     assert proc.wait(timeout=30) == 130
     assert CONNTRACK_MAX.read_text() == original
     assert owned.existing_labs() == []
-    log = owned.guardian_log("itest-term").read_text()
-    assert "the run tore the lab down itself" in log and "stopping process" not in log
+    # the run tore the lab down itself: its guardian had nothing to do and leaves no log
+    wait_until(lambda: not owned.guardian_log("itest-term").exists(), timeout=5,
+               what="the guardian to exit without a log")
 
 
 def test_sigkill_in_the_sysctl_phase_is_cleaned_up_by_the_guardian(tmp_path):
