@@ -381,7 +381,7 @@ def _stop_in_cli(lab: Lab, result: dict, progress: Progress) -> None:
     with progress.paused():
         print(f"lblab: {result['experiment']}: {', '.join(failing)} did not hold; the lab "
               "is kept up in the Mininet CLI (exit to tear it down)", file=sys.stderr)
-        CLI(lab.net)
+        CLI(lab.net, stdin=sys.stdin)  # today's stdin, not the one Mininet saw at import
 
 
 def run_ok(result: dict) -> bool:

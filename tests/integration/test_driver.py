@@ -148,3 +148,23 @@ def test_up_brings_any_experiments_lab_up_as_a_variant_and_tears_it_down(tmp_pat
     assert done.returncode == 0, done.stderr[-2000:]
     assert "lab up as variant symmetric" in done.stdout
     assert "controller API: http://127.0.0.1:" in done.stdout
+
+
+def test_keep_lab_on_failure_stops_in_the_cli_with_the_lab_up(tmp_path, monkeypatch, capsys):
+    import io
+
+    seen = {}
+
+    def cli_sees_the_lab(net, stdin):
+        seen["hosts"] = [h.name for h in net.hosts]
+        seen["answers"] = net["h1"].cmd("curl -s -o /dev/null -w %{http_code} "
+                                        "http://10.0.0.2:8080/")
+        assert stdin.read() == ""  # the user typed nothing: exit, tear down
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    monkeypatch.setattr("mininet.cli.CLI", cli_sees_the_lab)
+    ok = run_experiment(Toy(), ToyParams(fail_in_rep=1), tmp_path,
+                        RunOptions(seed=1, lab_name="it-keep", keep_lab_on_failure=True))
+    assert not ok
+    assert seen["hosts"] == ["h1", "h2"] and seen["answers"] == "200"
+    assert "fixture did not hold; the lab is kept up" in capsys.readouterr().err
