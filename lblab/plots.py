@@ -111,22 +111,28 @@ def claims_over_repetitions(result: dict, path: Path) -> Path:
         xs = [i + 1 for i, m in enumerate(runs) if m is not None]
         ys = [m for m in runs if m is not None]
         lo, hi = _claim_band(c)
-        if lo is not None or hi is not None:
-            ax.axhspan(lo if lo is not None else min(ys + [hi]), hi if hi is not None
-                       else max(ys + [lo]), color="#cfe8d5", alpha=0.6, lw=0)
         if c["comparison"] not in ("at_most", "at_least", "between"):
             ax.axhline(c["predicted"], color="black", lw=1, ls="--")
+        for bound in (lo, hi):
+            if bound is not None:
+                ax.axhline(bound, color=PALETTE[2], lw=1.5)
         colours = [PALETTE[2] if held else PALETTE[1]
                    for held in c.get("runs_held") or [c["holds"]]]
         ax.scatter(xs, ys, c=[colours[x - 1] for x in xs], zorder=3, s=22)
         if ys:
             ax.errorbar([len(runs) + 0.6], [c["measured"]], yerr=[c.get("spread") or 0],
                         fmt="D", color="black", ms=4, capsize=3)
+        # shade what holds over the visible range (a bound has one open side)
+        ax.margins(y=0.25)
+        bottom, top = ax.get_ylim()
+        ax.axhspan(lo if lo is not None else bottom, hi if hi is not None else top,
+                   color="#cfe8d5", alpha=0.6, lw=0, zorder=0)
+        ax.set_ylim(bottom, top)
         ax.set_title(f"{c['id']} ({c.get('runs_holding', 0)}/{len(runs)})", fontsize=8)
         ax.set_xticks(range(1, len(runs) + 1))
         ax.tick_params(labelsize=7)
     fig.suptitle(f"{result['experiment']}: claims over {result.get('repeat', 1)} repetitions "
-                 "(band: what holds; diamond: mean ± sd)", fontsize=10)
+                 "(green: what holds; diamond: mean ± sd)", fontsize=10)
     return save(fig, path)
 
 
