@@ -38,10 +38,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     table = Table("experiment", "what it shows", "variants", "needs")
     for name in catalogue.names():
         exp = catalogue.load(name)
-        table.add_row(name, exp.summary,
-                      ", ".join(v.name for v in driver.plan_variants(exp, exp.Params())),
+        table.add_row(name, exp.summary, str(len(driver.plan_variants(exp, exp.Params()))),
                       ", ".join(exp.needs))
     out.print(table)
+    out.print("`lblab list --params NAME` shows an experiment's parameters and variants")
     return 0
 
 
