@@ -232,6 +232,7 @@ INJECTED = [
     ({n: {"cross": 0.0} for n in ("naive@0.5", "naive@0.67", "naive@0.8", "naive@0.9")},
      "naive-cross-zone"),
     ({"zone-aware@0.67": {"cross": 0.1}}, "zone-aware-cross-zone"),
+    ({"zone-aware@0.67": {"cross": 0.005}}, "zone-aware-cross-zone"),  # one backup used at all
     # issue 12: at u = 0.5 the model refuses 0.5 %; 4 % used to pass a ±0.05 tolerance
     ({"surge@0.5": {"shed_after": 0.04}}, "surge-sheds-u0.5"),
     ({"surge@0.9": {"shed_after": 0.0}}, "surge-sheds-u0.9"),       # no admission control
