@@ -184,9 +184,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from lblab.report import report
 
-    page = report(args.dir, redraw=True)
+    if args.junit and args.junit.is_dir():
+        raise UsageError(f"--junit {args.junit}: is a folder; give a file name")
+    page = report(args.dir, redraw=True, junit=args.junit)
     _print_claims(args.dir)
     out.print(f"report: {page}")
+    if args.junit:
+        out.print(f"junit: {args.junit}")
     return 0
 
 
@@ -341,12 +345,15 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("report", help="write DIR/report.html from a results folder")
     s.add_argument("dir", type=Path)
+    s.add_argument("--junit", type=Path, metavar="FILE",
+                   help="also write a JUnit XML file: one test case per claim")
     s.set_defaults(func=cmd_report)
 
-    s = sub.add_parser("compare", help="draw two results folders side by side")
+    s = sub.add_parser("compare", help="two results folders side by side, as a page")
     s.add_argument("a", type=Path)
     s.add_argument("b", type=Path)
-    s.add_argument("--out", type=Path, help="where to write (default compare-A-vs-B)")
+    s.add_argument("--out", type=Path, help="where to write the page and the plots it shows "
+                   "(default compare-A-vs-B in the current directory)")
     s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("doctor", help="what this machine offers")
