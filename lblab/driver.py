@@ -322,8 +322,12 @@ def run_repetition(rep: Repetition, plans: list[VariantPlan], opts: RunOptions) 
                 exp.prepare(env, p, v)
                 run = VariantRun(rep, lab, v)
                 t0 = time.monotonic()
-                exp.measure(env, p, v, run)
-                found = run.finish()
+                try:
+                    exp.measure(env, p, v, run)
+                finally:
+                    # Also when measure raised: stop the clock before the lab goes, so no
+                    # fault fires into a lab being torn down.
+                    found = run.finish()
                 if found:
                     problems[v.name] = found
                 rep.progress.advance(v.seconds)
@@ -338,7 +342,7 @@ def run_repetition(rep: Repetition, plans: list[VariantPlan], opts: RunOptions) 
                 result = _conclude(rep, plans, problems, topology,
                                    (busy1 - busy0) / max(1, total1 - total0),
                                    time.monotonic() - started, opts)
-                if opts.keep_lab_on_failure and not C.exit_ok(result["claims"]):
+                if opts.keep_lab_on_failure and not run_ok(result):
                     _stop_in_cli(lab, result, rep.progress)
     assert result is not None
     draw(exp, rep.folder, result)
@@ -378,6 +382,7 @@ def _stop_in_cli(lab: Lab, result: dict, progress: Progress) -> None:
     from mininet.cli import CLI
 
     failing = [c["id"] for c in result["claims"] if not (c["holds"] or c.get("skipped"))]
+    failing += [f"the measurement of {v}" for v in result["measurement_problems"]]
     with progress.paused():
         print(f"lblab: {result['experiment']}: {', '.join(failing)} did not hold; the lab "
               "is kept up in the Mininet CLI (exit to tear it down)", file=sys.stderr)

@@ -10,7 +10,7 @@ import pytest
 
 from lblab import claims as C
 from lblab import metrics as M
-from lblab.driver import Progress, VariantPlan, lab_groups, plan_variants, run_ok
+from lblab.driver import VariantPlan, lab_groups, plan_variants, run_ok
 from lblab.errors import UsageError
 from lblab.raw import Raw, RawVariant, cell, load_raw, read_table, write_table
 from lblab.timeline import Timeline, event_time
@@ -197,14 +197,6 @@ def test_counter_delta_interpolates_between_samples():
 def test_jain_index():
     assert M.jain([5, 5, 5, 5]) == pytest.approx(1.0)
     assert M.jain([10, 0, 0, 0]) == pytest.approx(0.25)
-
-
-def test_progress_base_is_silent():
-    p = Progress()
-    p.experiment("x", 0, 1, [], 1.0)
-    p.step("s")
-    with p.paused():
-        pass
 
 
 def test_counter_before_the_clock_starts_is_zero():
