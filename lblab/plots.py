@@ -139,7 +139,8 @@ def claims_over_repetitions(result: dict, path: Path) -> Path:
 def _claim_band(c: dict) -> tuple[float | None, float | None]:
     p, tol, kind = c["predicted"], c.get("tolerance_value", 0.0), c["comparison"]
     if kind == "within":
-        return p - abs(p) * tol, p + abs(p) * tol
+        width = abs(p) * tol if p else tol  # a zero prediction: |measured| <= tol (claims.py)
+        return p - width, p + width
     if kind == "near":
         return p - tol, p + tol
     if kind == "at_most":
