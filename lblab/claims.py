@@ -77,12 +77,6 @@ class Claim:
             return f"skipped: {self.skipped}"
         return "holds" if self.holds else "does not hold"
 
-    @property
-    def predicted_text(self) -> str:
-        if self.comparison == "between":
-            return f"{self.predicted:g}-{self.upper:g}"
-        return f"{self.predicted:g}"
-
     def to_json(self) -> dict:
         data = asdict(self)
         data["tolerance"] = self.tolerance_text

@@ -142,7 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_claims(root: Path) -> None:
-    from lblab.report import fmt
+    from lblab.report import fmt, predicted_text, status, verdict
     from lblab.results import experiment_folders, load_result
 
     table = Table("experiment", "claim", "predicted", "measured", "tolerance", "verdict")
@@ -154,12 +154,9 @@ def _print_claims(root: Path) -> None:
             table.add_row(folder.name, "-", "", "", "", "[yellow]incomplete[/yellow]")
             continue
         for c in result["claims"]:
-            text = c.get("verdict") or ("holds" if c["holds"] else "does not hold")
-            colour = "yellow" if c.get("skipped") else "green" if c["holds"] else "red"
-            predicted = (f"{fmt(c['predicted'])}-{fmt(c['upper'])}"
-                         if c.get("upper") is not None else fmt(c["predicted"]))
-            table.add_row(folder.name, c["id"], "" if c.get("skipped") else predicted,
-                          fmt(c["measured"]), c["tolerance"], f"[{colour}]{text}[/{colour}]")
+            colour = {"skipped": "yellow", "holds": "green", "fails": "red"}[status(c)]
+            table.add_row(folder.name, c["id"], predicted_text(c), fmt(c["measured"]),
+                          c["tolerance"], f"[{colour}]{verdict(c)}[/{colour}]")
         for variant, problems in (result.get("measurement_problems") or {}).items():
             for problem in problems:
                 table.add_row(folder.name, f"measurement: {variant}", "", "", "",
