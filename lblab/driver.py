@@ -200,7 +200,7 @@ class VariantRun:
                 cfg.start_file = str(self._timeline.start_file)
                 self._timeline.start()
                 self._started = True
-        _, summary = run_client(self.lab, node, cfg, self.dir, tag)
+        _, summary = run_client(self.lab, node, cfg, self.dir, tag, read=False)
         return summary
 
     @contextlib.contextmanager

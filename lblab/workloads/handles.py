@@ -83,8 +83,9 @@ def start_backend(lab: Any, node: str, ip: str, **settings: Any) -> BackendHandl
 
 
 def run_client(lab: Any, node: str, cfg: ClientConfig, out_dir: Path,
-               tag: str) -> tuple[list[dict], dict]:
+               tag: str, *, read: bool = True) -> tuple[list[dict], dict]:
     """Run an open-loop client in `node` to completion; return (records, summary).
+    read=False leaves the records in their CSV (the driver reads raw data back itself).
 
     The run is bounded: it is killed if it outlives its schedule plus the longest retry chain.
     Every target URL's host must be an address inside the lab (as for floods).
@@ -106,7 +107,8 @@ def run_client(lab: Any, node: str, cfg: ClientConfig, out_dir: Path,
         raise LabError(f"client {tag} in {node} outlived its bound of {bound:.0f} s") from None
     if code != 0 or not Path(cfg.summary).exists():
         raise LabError(f"client {tag} in {node} failed (exit {code}); see its log")
-    return read_records(Path(cfg.records)), json.loads(Path(cfg.summary).read_text())
+    records = read_records(Path(cfg.records)) if read else []
+    return records, json.loads(Path(cfg.summary).read_text())
 
 
 def read_records(path: Path) -> list[dict]:
