@@ -17,7 +17,7 @@ fi
 
 apt_packages=(
   mininet openvswitch-switch haproxy nftables conntrack iperf3 hping3 wrk redis-server
-  ethtool iputils-ping iproute2 tcpdump python3-venv python3-pip git chromium
+  ethtool iputils-ping iproute2 tcpdump python3-venv python3-pip git chromium nghttp2-client
 )
 missing=()
 for p in "${apt_packages[@]}"; do
