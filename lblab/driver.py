@@ -291,6 +291,38 @@ def lab_groups(plans: list[VariantPlan]) -> list[tuple[str, list[VariantPlan]]]:
 
 # -- one repetition -----------------------------------------------------------------------
 @dataclass
+class WallTime:
+    """Where a repetition's wall time goes, so a slow experiment says what it spends it on
+    (result.json `timing`; the report and bench/suite_time.py show it)."""
+
+    bring_up_s: float = 0.0
+    """Lab bring-up: namespaces, links, switches, the controller (every lab of the run)."""
+    setup_s: float = 0.0
+    """The experiment's setup: backends, LB nodes, stores started and ready."""
+    prepare_s: float = 0.0
+    measure_s: dict[str, float] = field(default_factory=dict)
+    """Per variant: its measurement, warm-up included, as measure spends it."""
+    teardown_s: float = 0.0
+    conclude_s: float = 0.0
+    """Reading the raw data back, analysis, claims and result.json (plots come after)."""
+
+    def to_json(self, total_s: float) -> dict:
+        return {"total_s": round(total_s, 1), "bring_up_s": round(self.bring_up_s, 1),
+                "setup_s": round(self.setup_s, 1), "prepare_s": round(self.prepare_s, 1),
+                "measure_s": {k: round(v, 1) for k, v in self.measure_s.items()},
+                "teardown_s": round(self.teardown_s, 1), "conclude_s": round(self.conclude_s, 1)}
+
+
+@contextlib.contextmanager
+def _timed(add: Callable[[float], None]) -> Iterator[None]:
+    t0 = time.monotonic()
+    try:
+        yield
+    finally:
+        add(time.monotonic() - t0)
+
+
+@dataclass
 class RunOptions:
     seed: int = 1
     repeat: int = 1
@@ -310,16 +342,22 @@ def run_repetition(rep: Repetition, plans: list[VariantPlan], opts: RunOptions) 
     topology: dict = {}
     groups = lab_groups(plans)
     result: dict | None = None
+    wall = WallTime()
     for i, (key, group) in enumerate(groups):
         spec = exp.lab(p, key)
         topology = topology or topology_of(spec.topo, spec.roles)
         rep.progress.step(f"bringing up the lab for {', '.join(v.name for v in group)}")
-        with Lab(rep.lab_name, spec.topo, controller=spec.controller, caps=opts.caps,
-                 log_dir=rep.folder / "logs", link_class=spec.link_class) as lab:
-            env = exp.setup(lab, p, rep)
+        lab_cm = Lab(rep.lab_name, spec.topo, controller=spec.controller, caps=opts.caps,
+                     log_dir=rep.folder / "logs", link_class=spec.link_class)
+        t_up = time.monotonic()
+        with lab_cm as lab:
+            wall.bring_up_s += time.monotonic() - t_up
+            with _timed(lambda s: setattr(wall, "setup_s", wall.setup_s + s)):
+                env = exp.setup(lab, p, rep)
             for v in group:
                 rep.progress.variant(v)
-                exp.prepare(env, p, v)
+                with _timed(lambda s: setattr(wall, "prepare_s", wall.prepare_s + s)):
+                    exp.prepare(env, p, v)
                 run = VariantRun(rep, lab, v)
                 t0 = time.monotonic()
                 try:
@@ -328,10 +366,11 @@ def run_repetition(rep: Repetition, plans: list[VariantPlan], opts: RunOptions) 
                     # Also when measure raised: stop the clock before the lab goes, so no
                     # fault fires into a lab being torn down.
                     found = run.finish()
+                    wall.measure_s[v.name] = time.monotonic() - t0
                 if found:
                     problems[v.name] = found
                 rep.progress.advance(v.seconds)
-                rep.progress.step(f"{v.name}: measured in {time.monotonic() - t0:.0f} s")
+                rep.progress.step(f"{v.name}: measured in {wall.measure_s[v.name]:.0f} s")
             rep.sysctls += lab.sysctls_changed
             errors = lab.controller_errors if spec.controller is not None else ""
             if errors:
@@ -339,12 +378,21 @@ def run_repetition(rep: Repetition, plans: list[VariantPlan], opts: RunOptions) 
                     f"controller exception log not empty: {errors.strip().splitlines()[-1]}")
             if i == len(groups) - 1:
                 busy1, total1 = cpu_busy_ticks()
+                t_c = time.monotonic()
                 result = _conclude(rep, plans, problems, topology,
                                    (busy1 - busy0) / max(1, total1 - total0),
                                    time.monotonic() - started, opts)
+                wall.conclude_s = time.monotonic() - t_c
                 if opts.keep_lab_on_failure and not run_ok(result):
                     _stop_in_cli(lab, result, rep.progress)
+            t_down = time.monotonic()
+        wall.teardown_s += time.monotonic() - t_down
     assert result is not None
+    # The last lab's teardown comes after result.json was first written (the lab may be
+    # kept up for the CLI on failure): write it again with the whole wall time.
+    result["duration_s"] = round(time.monotonic() - started, 1)
+    result["timing"] = wall.to_json(result["duration_s"])
+    RunFolder.finish_at(rep.folder, result)
     draw(exp, rep.folder, result)
     return result
 

@@ -118,6 +118,20 @@ def headline(result: dict, variant: str) -> dict[str, Any]:
     return {"variant": variant, "value": "", "label": "", "status": "metric", "title": ""}
 
 
+def wall_time_text(result: dict) -> str:
+    """A run's wall time and where it went (result.json `timing`, written by the driver)."""
+    total = result.get("duration_s")
+    if total is None:
+        return "n/a"
+    t = result.get("timing")
+    if not t:
+        return f"{total:.0f} s"
+    measured = sum(t["measure_s"].values())
+    return (f"{total:.0f} s: bring-up {t['bring_up_s']:.0f} s, setup {t['setup_s']:.0f} s, "
+            f"measurement {measured:.0f} s over {len(t['measure_s'])} variants, teardown "
+            f"{t['teardown_s']:.0f} s, analysis {t['conclude_s']:.0f} s")
+
+
 def environment_line(env: dict) -> str:
     tools = (env.get("capabilities") or {}).get("tools") or {}
     tool_text = ", ".join(f"{k} {v or 'missing'}" for k, v in tools.items())
@@ -178,7 +192,7 @@ def report(root: Path, redraw: bool = False, junit: Path | None = None) -> Path:
     html = TEMPLATES.get_template("report.html.j2").render(
         title="lblab report", subtitle=f"results in {root.resolve()}", experiments=entries,
         environments=environments, fmt=fmt, predicted_text=predicted_text, status=status,
-        verdict=verdict)
+        verdict=verdict, wall_time_text=wall_time_text)
     out = root / "report.html"
     atomic_write(out, html)
     if junit is not None:

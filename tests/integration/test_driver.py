@@ -111,6 +111,14 @@ def test_faults_samples_and_records_share_the_clients_clock(tmp_path):
     timeline = json.loads((tmp_path / "toy" / "raw" / "only" / "timeline.json").read_text())
     assert timeline["client_boot_s"] > 0 and not timeline["problems"]
     assert result["schema"] == 2 and result["plan"][0]["name"] == "only"
+    t = result["timing"]
+    # Where the wall time went adds up to no more than the wall time, and the measurement
+    # took at least the client's declared duration.
+    assert t["measure_s"]["only"] >= ToyParams().end
+    parts = t["bring_up_s"] + t["setup_s"] + t["prepare_s"] + t["measure_s"]["only"] + \
+        t["teardown_s"] + t["conclude_s"]
+    assert t["bring_up_s"] > 0 and t["teardown_s"] > 0
+    assert parts <= result["duration_s"] + 0.5
 
 
 def test_one_missed_repetition_fails_the_run_and_the_report_shows_both(tmp_path, capsys):

@@ -10,7 +10,7 @@ import pytest
 from lblab import claims as C
 from lblab import plots
 from lblab.errors import UsageError
-from lblab.report import compare, report
+from lblab.report import compare, report, wall_time_text
 from lblab.results import RunFolder, experiment_folders, load_result
 
 
@@ -202,3 +202,18 @@ def test_a_foreign_folder_is_never_cleared(tmp_path):
     with pytest.raises(UsageError, match="is not an lblab results folder"):
         RunFolder(tmp_path, "exp").begin()
     assert (tmp_path / "exp" / "thesis.tex").exists()
+
+
+def test_the_report_says_where_a_runs_wall_time_went(tmp_path):
+    timing = {"total_s": 100.0, "bring_up_s": 12.0, "setup_s": 8.0, "prepare_s": 0.0,
+              "measure_s": {"a": 30.0, "b": 40.0}, "teardown_s": 6.0, "conclude_s": 2.0}
+    text = wall_time_text({"duration_s": 100.0, "timing": timing})
+    assert text.startswith("100 s") and "measurement 70 s over 2 variants" in text
+    assert "bring-up 12 s" in text and "teardown 6 s" in text
+    assert wall_time_text({"duration_s": 42.0}) == "42 s"
+    assert wall_time_text({}) == "n/a"
+    folder = fake_result(tmp_path, "exp", 1.0)
+    result = json.loads((folder.dir / "result.json").read_text())
+    result.update(duration_s=100.0, timing=timing)
+    RunFolder.finish_at(folder.dir, result)
+    assert "measurement 70 s over 2 variants" in report(tmp_path).read_text()
