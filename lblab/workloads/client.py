@@ -54,6 +54,9 @@ class ClientConfig:
     threads do: one Python process saturates a core at a few thousand requests/s."""
     start_at: float = 0.0
     """Wall-clock instant at which every worker starts its schedule (set by the parent)."""
+    target_choice: str = "cycle"
+    """How request i picks its target: "cycle" (targets[i mod len], the default) or
+    "random" (uniform, drawn from the seed: no aliasing with a proxy's round robin)."""
     start_file: str = ""
     """Where the client writes the wall-clock time at which its schedule really started
     (t = 0 of every record): the origin of the run's timeline (lblab.timeline)."""
@@ -72,6 +75,17 @@ def schedule(cfg: ClientConfig) -> list[float]:
         if t >= cfg.duration_s:
             return times
         times.append(t)
+
+
+def target_picks(cfg: ClientConfig, n: int) -> list[int]:
+    """The target index of each of the schedule's n requests (the same in every worker)."""
+    k = len(cfg.targets)
+    if cfg.target_choice == "cycle":
+        return [i % k for i in range(n)]
+    if cfg.target_choice != "random":
+        raise ValueError(f"target_choice {cfg.target_choice!r}: use cycle or random")
+    rng = random.Random(f"targets:{cfg.seed}")
+    return [rng.randrange(k) for _ in range(n)]
 
 
 def classify(status: int | None, error: BaseException | None) -> str:
@@ -120,12 +134,13 @@ class Client:
             tasks = []
             k, parts = self.part
             targets, local = self.cfg.targets, self.cfg.local_addrs
+            picks = target_picks(self.cfg, len(offsets))
             for i in range(k, len(offsets), parts):
                 offset = offsets[i]
                 delay = offset - self.now()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                target = targets[i % len(targets)]
+                target = targets[picks[i]]
                 source = local[i % len(local)] if local else ""
                 tasks.append(asyncio.create_task(
                     self.request(pools[target, source], i, offset, target, source)))
