@@ -11,7 +11,8 @@ Data plane (inside the backend's namespace, on its lab address):
   GET|POST /cart   session state keyed by the `sid` cookie, in memory or in Redis
 Control plane (a unix socket in the lab's folder, mode 0600, never a network port):
   GET /stats       counters of the capacity model and of responses
-  POST /faults     {"service_ms", "added_ms", "error_rate", "hang", "dependency_down"}
+  POST /faults     {"service_ms", "added_ms", "added_fraction", "error_rate", "hang",
+                    "dependency_down"}
 
 Requests a client abandons keep their worker until their service time is over, as a real
 server's would (aiohttp does not cancel handlers on disconnect).
@@ -39,6 +40,8 @@ from lblab.workloads.loop import run_loop
 class Faults:
     service_ms: float = 10.0
     added_ms: float = 0.0
+    added_fraction: float = 1.0
+    """The share of requests that get `added_ms` (1: every request)."""
     error_rate: float = 0.0
     hang: bool = False
     dependency_down: bool = False
@@ -48,6 +51,8 @@ class Faults:
         for key, value in changes.items():
             if key not in known:
                 raise ValueError(f"unknown fault knob {key!r}; known: {', '.join(known)}")
+            if key == "added_fraction" and not 0 <= float(value) <= 1:
+                raise ValueError(f"added_fraction {value} is not in [0, 1]")
             setattr(self, key, bool(value) if known[key] in (bool, "bool") else float(value))
 
 
@@ -106,12 +111,18 @@ class Backend:
             await asyncio.Event().wait()
         seconds = service_time(self.cfg.service_dist, self.faults.service_ms / 1000, self.rng)
         try:
-            await self.capacity.serve(seconds + self.faults.added_ms / 1000)
+            await self.capacity.serve(seconds + self._added_s())
         except Overloaded:
             return self._reply(503, "overloaded\n")
         if self.faults.error_rate and self.rng.random() < self.faults.error_rate:
             return self._reply(500, "injected error\n")
         return None
+
+    def _added_s(self) -> float:
+        f = self.faults
+        if not f.added_ms or f.added_fraction >= 1 or self.rng.random() < f.added_fraction:
+            return f.added_ms / 1000
+        return 0.0
 
     async def root(self, _req: web.Request) -> web.Response:
         return await self._work() or self._reply(200, b"x" * self.cfg.body_bytes)
