@@ -22,6 +22,9 @@ from lbnodes.common import TEMPLATES, Backend
 
 BALANCES = ("roundrobin", "static-rr", "leastconn", "first", "source", "random", "random(2)",
             "uri", "hdr(host)")
+ON_ERRORS = ("", "fastinter", "fail-check", "sudden-death", "mark-down")
+HTTP_BALANCES = ("uri", "hdr(host)")
+MODES = ("http", "tcp")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,26 @@ class L7Config:
     check_inter_ms: int = 500
     check_fall: int = 2
     check_rise: int = 2
+    check_http: bool = True
+    """With `check`: False makes the check a plain TCP connect (port open, L4) instead of
+    `option httpchk GET check_path`."""
+    check_fastinter_ms: int = 0
+    """Interval between checks while a server is going down or up (0: `inter`)."""
+    check_downinter_ms: int = 0
+    """Interval between checks while a server is down (0: `inter`)."""
+    agent_port: int = 0
+    """With `check`: also `agent-check agent-port N`: the server's agent replies a line
+    (up, down, drain, ready, maint, NN%) that sets its state or weight (0: no agent)."""
+    agent_inter_ms: int = 0
+    """Interval between agent checks (0: `inter`)."""
+    observe_layer7: bool = False
+    """Passive checks: HAProxy watches the responses of real traffic (`observe layer7`:
+    500 and 502-504 are errors) and acts on `error_limit` consecutive ones."""
+    error_limit: int = 0
+    """Consecutive errors seen by `observe layer7` that trigger `on_error` (0: HAProxy's 10)."""
+    on_error: str = ""
+    """What `error_limit` errors do: fastinter, fail-check, sudden-death or mark-down
+    (empty: HAProxy's fail-check)."""
     retries: int = 0
     retry_on: str = ""
     redispatch: bool = False
@@ -71,6 +94,34 @@ class L7Config:
     max_queued: int = 0
     """Admission control: refuse a request at once (503) when this many already wait in the
     backend's queue for a server under its maxconn (0: no bound but `timeout queue`)."""
+    mode: str = "http"
+    """`http` (a full proxy that sees requests) or `tcp` (it relays connections' bytes)."""
+    log_socket: str = ""
+    """A unix datagram socket to send one log line per request (http) or connection (tcp)
+    to, with its timers (empty: no logging)."""
+    log_format: str = ""
+    """HAProxy's log-format for those lines (empty: `option httplog` / `option tcplog`)."""
+    prometheus_socket: str = ""
+    """A unix socket on which HAProxy's built-in Prometheus exporter answers GET /metrics
+    (empty: none)."""
+    tls_crt_list: str = ""
+    """Terminate TLS on the bind: `ssl crt-list FILE` (one certificate per line, the first
+    the default for clients without a matching SNI). "": plain HTTP."""
+    tls_strict_sni: bool = False
+    """Refuse a handshake whose SNI matches no certificate (`strict-sni`)."""
+    server_tls_ca_file: str = ""
+    """TLS to the servers, verified against this CA bundle (`ssl verify required ca-file`);
+    health checks use TLS too. "": plain HTTP to the servers."""
+    server_tls_crt: str = ""
+    """The client certificate (PEM with key) shown to servers that require one (mTLS)."""
+    server_tls_sni: str = ""
+    """The name sent as SNI to the servers, by traffic (`sni str(...)`) and checks."""
+    server_tls_reuse: bool = True
+    """False: a full handshake for every server connection (`no-ssl-reuse`), so each one
+    verifies the server's certificate instead of resuming an earlier session."""
+    master_worker: bool = False
+    """Run as a master process with workers (`master-worker`), so `L7Node.reload` hands the
+    listeners to a new worker without closing them."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -88,8 +139,36 @@ class L7Config:
         for s in self.servers:
             if not 0 <= s.weight <= 256:
                 problems.append(f"server {s.name}: weight {s.weight} outside 0..256")
+        if (self.agent_port or self.observe_layer7 or not self.check_http) and not self.check:
+            problems.append("agent_port, observe_layer7 and check_http=False need check")
+        if self.on_error not in ON_ERRORS:
+            problems.append(f"on_error {self.on_error!r} is not one of "
+                            f"{', '.join(e for e in ON_ERRORS if e)}")
+        if (self.error_limit or self.on_error) and not self.observe_layer7:
+            problems.append("error_limit and on_error need observe_layer7")
+        if not 0 <= self.agent_port <= 65535:
+            problems.append(f"agent_port {self.agent_port} outside 0..65535")
         if self.max_queued and not all(s.maxconn for s in self.servers):
             problems.append("max_queued needs maxconn on every server (no queue without)")
+        if self.tls_strict_sni and not self.tls_crt_list:
+            problems.append("tls_strict_sni needs tls_crt_list")
+        if (self.server_tls_crt or self.server_tls_sni or not self.server_tls_reuse) \
+                and not self.server_tls_ca_file:
+            problems.append("server_tls_crt/sni/reuse need server_tls_ca_file (TLS to servers)")
+        if self.mode not in MODES:
+            problems.append(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
+        elif self.mode == "tcp":
+            needs_http = [name for name, used in (
+                ("cookie", self.cookie), ("max_queued", self.max_queued),
+                ("retry_on", self.retry_on), ("keepalive_to_servers=False",
+                                              not self.keepalive_to_servers),
+                (f"balance {self.balance}", self.balance in HTTP_BALANCES)) if used]
+            if needs_http:
+                problems.append(f"mode tcp cannot use {', '.join(needs_http)} (http only)")
+        if '"' in self.log_format or "\n" in self.log_format:
+            problems.append("log_format must not contain double quotes or newlines")
+        if self.log_format and not self.log_socket:
+            problems.append("log_format needs log_socket")
         if problems:
             raise UsageError(f"L7 node {self.name}: " + "; ".join(problems))
 
@@ -130,6 +209,33 @@ class RuntimeAPI:
     def set_weight(self, backend: str, server: str, weight: int) -> None:
         self._expect_empty(f"set server {backend}/{server} weight {weight}")
 
+    # -- certificates (HAProxy's transactions: set, then commit or abort) ---------------
+    def set_ssl_cert(self, path: str, payload: str) -> str:
+        """Stage new contents for a loaded certificate file (PEM, or base64 for its
+        `.ocsp` / `.issuer` companions) in the open transaction."""
+        return self._expect_reply(f"set ssl cert {path} <<\n{payload.strip()}\n",
+                                  "Transaction")
+
+    def commit_ssl_cert(self, path: str) -> str:
+        """Apply the transaction; HAProxy's reply is returned (a refusal is not an error
+        here: refusals are what some experiments measure)."""
+        return self.command(f"commit ssl cert {path}").strip()
+
+    def abort_ssl_cert(self, path: str) -> str:
+        return self.command(f"abort ssl cert {path}").strip()
+
+    def set_ssl_ocsp_response(self, der_base64: str) -> str:
+        return self._expect_reply(f"set ssl ocsp-response <<\n{der_base64}\n", "OCSP")
+
+    def show_ssl_cert(self, path: str = "") -> str:
+        return self.command(f"show ssl cert {path}".strip()).strip()
+
+    def _expect_reply(self, line: str, start: str) -> str:
+        reply = self.command(line).strip()
+        if not reply.startswith(start):
+            raise LabError(f"haproxy runtime API: {line.splitlines()[0]!r}: {reply}")
+        return reply
+
     def _expect_empty(self, line: str) -> None:
         reply = self.command(line).strip()
         if reply:
@@ -146,16 +252,24 @@ class L7Node:
         self.api = RuntimeAPI(self.socket)
         self.backend = f"be_{cfg.name}"
         self.proc: subprocess.Popen | None = None
+        self.master_socket = lab.file(f"{cfg.name}-haproxy-master.sock")
+        """The master CLI (master_worker only): `show proc`, `reload`."""
 
-    def start(self, timeout: float = 15.0) -> L7Node:
+    def _write_config(self) -> None:
         self.config_path.write_text(render(self.cfg, str(self.socket)))
         check = subprocess.run(["haproxy", "-c", "-q", "-f", str(self.config_path)],
                                capture_output=True, text=True, check=False)
         if check.returncode != 0:
             raise LabError(f"haproxy rejected {self.config_path}: "
                            f"{(check.stderr or check.stdout).strip()[:300]}")
-        self.proc = self.lab.spawn(self.cfg.name, ["haproxy", "-db", "-f", str(self.config_path)],
-                                   name=f"haproxy-{self.cfg.name}")
+
+    def start(self, timeout: float = 15.0) -> L7Node:
+        self._write_config()
+        argv = ["haproxy", "-db", "-f", str(self.config_path)]
+        if self.cfg.master_worker:
+            argv += ["-S", f"{self.master_socket},mode,600"]
+            self.lab.on_teardown(lambda: self.master_socket.unlink(missing_ok=True))
+        self.proc = self.lab.spawn(self.cfg.name, argv, name=f"haproxy-{self.cfg.name}")
         self.lab.on_teardown(lambda: self.socket.unlink(missing_ok=True))
         self.lab.wait_listening(self.cfg.name, self.cfg.port, proc=self.proc, timeout=timeout)
         wait_until(self.socket.exists, timeout=timeout, what=f"{self.socket} to appear")
@@ -167,6 +281,40 @@ class L7Node:
             self.lab.stop_process(self.proc)
             self.proc = None
         self.socket.unlink(missing_ok=True)
+        self.master_socket.unlink(missing_ok=True)
+
+    def workers(self) -> list[int]:
+        """PIDs of the current (not old) workers, from the master CLI's `show proc`."""
+        # The master CLI keeps a connection open until told to quit.
+        text = RuntimeAPI(self.master_socket).command("show proc; quit")
+        pids, section = [], ""
+        for line in text.splitlines():
+            if line.startswith("#"):
+                section = line
+                continue
+            parts = line.split()
+            if len(parts) > 1 and parts[1] == "worker" and "old" not in section:
+                pids.append(int(parts[0]))
+        return pids
+
+    def reload(self, cfg: L7Config | None = None, timeout: float = 15.0) -> list[int]:
+        """Master-worker reload, as `systemctl reload haproxy` does: write (and check) the
+        new config, ask the master to re-execute, and wait until a new worker serves; the
+        old worker keeps its connections until they end. Returns the new workers' PIDs."""
+        if not self.cfg.master_worker:
+            raise LabError(f"L7 node {self.cfg.name}: reload needs master_worker")
+        self.cfg = cfg or self.cfg
+        self._write_config()
+        before = set(self.workers())
+        RuntimeAPI(self.master_socket).command("reload")
+        found: list[int] = []
+
+        def new_worker() -> bool:
+            found[:] = [p for p in self.workers() if p not in before]
+            return bool(found)
+
+        wait_until(new_worker, timeout=timeout, what=f"a new {self.cfg.name} worker")
+        return found
 
     def server_counters(self) -> dict[str, dict[str, int | str]]:
         """Per server: requests answered (by status class), sessions, status, weight."""
