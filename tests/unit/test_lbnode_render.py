@@ -72,6 +72,12 @@ L7_CASES = {
         "l7", "10.0.0.2", 80, (l7.Server("b1", "10.1.1.1", 8080, maxconn=4),
                                l7.Server("b2", "10.1.2.1", 8080, backup=True, maxconn=4)),
         check=True, timeout_queue_ms=100, timeout_check_ms=250, allbackups=True, max_queued=8),
+    "haproxy_l4_check_agent.cfg": l7.L7Config(
+        "l7", "10.0.0.2", 80, S, check=True, check_http=False, agent_port=8081,
+        agent_inter_ms=250),
+    "haproxy_passive_observe.cfg": l7.L7Config(
+        "l7", "10.0.0.2", 80, S, check=True, check_path="/healthz", check_fastinter_ms=100,
+        check_downinter_ms=250, observe_layer7=True, error_limit=5, on_error="mark-down"),
 }
 
 
@@ -118,6 +124,10 @@ BAD_L7 = [
     (dict(hash_balance_factor=125), "hash_balance_factor needs hash_type consistent"),
     (dict(servers=(S[0], S[0])), "server names must be unique"),
     (dict(max_queued=2), "max_queued needs maxconn on every server"),
+    (dict(agent_port=8081), "agent_port, observe_layer7 and check_http=False need check"),
+    (dict(check=True, observe_layer7=True, on_error="reboot"), "on_error 'reboot' is not one"),
+    (dict(check=True, error_limit=5), "error_limit and on_error need observe_layer7"),
+    (dict(check=True, agent_port=70000), "agent_port 70000 outside 0..65535"),
 ]
 
 
