@@ -122,6 +122,18 @@ class L7Config:
     master_worker: bool = False
     """Run as a master process with workers (`master-worker`), so `L7Node.reload` hands the
     listeners to a new worker without closing them."""
+    accept_invalid_http_request: bool = False
+    """Lenient parsing (`option accept-invalid-http-request`): invalid characters in header
+    names and the URI, an invalid version and a bad Host pass instead of a 400."""
+    restrict_req_hdr_names: str = ""
+    """`option http-restrict-req-hdr-names`: preserve, delete or reject request header names
+    with characters other than letters, digits and '-' (empty: HAProxy's default)."""
+    h1_case_adjust: tuple[str, ...] = ()
+    """Header names sent to the servers with exactly this case (HAProxy lowercases names on
+    output): global `h1-case-adjust` per name and `option h1-case-adjust-bogus-server`."""
+    set_request_headers: tuple[tuple[str, str], ...] = ()
+    """(name, value) set on every request forwarded (`http-request set-header`; the value
+    may be a log-format, e.g. %[src]:%[src_port])."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -169,6 +181,17 @@ class L7Config:
             problems.append("log_format must not contain double quotes or newlines")
         if self.log_format and not self.log_socket:
             problems.append("log_format needs log_socket")
+        if self.restrict_req_hdr_names not in ("", "preserve", "delete", "reject"):
+            problems.append(f"restrict_req_hdr_names {self.restrict_req_hdr_names!r} is not "
+                            "preserve, delete or reject")
+        if self.mode != "http" and (self.accept_invalid_http_request or self.h1_case_adjust
+                                    or self.restrict_req_hdr_names or self.set_request_headers):
+            problems.append("accept_invalid_http_request, restrict_req_hdr_names, "
+                            "h1_case_adjust and set_request_headers need mode http")
+        for name, value in (*((n, "") for n in self.h1_case_adjust), *self.set_request_headers):
+            if not name or any(c in name for c in ' \t\r\n:"') or any(c in value for c in '\r\n"'):
+                problems.append(f"header {name!r}: no spaces, colons or quotes in a name, no "
+                                "newlines or quotes in a value")
         if problems:
             raise UsageError(f"L7 node {self.name}: " + "; ".join(problems))
 
