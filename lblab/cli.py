@@ -1,4 +1,4 @@
-"""The lblab command line: list, run, plot, report, compare, doctor, clean, up.
+"""The lblab command line: list, run, sweep, plot, report, compare, doctor, clean, up.
 
 Every error a user can cause prints one line naming the fix and exits 2; claims that do not
 hold exit 1; an internal failure exits 3.
@@ -49,7 +49,7 @@ class RichProgress(driver.Progress):
     """Progress on stderr: a bar per experiment (elapsed, and an ETA from the variants'
     declared durations), and a log line per step."""
 
-    def __init__(self) -> None:
+    def __init__(self, bar=None) -> None:
         from rich.progress import (
             BarColumn,
             Progress,
@@ -59,9 +59,11 @@ class RichProgress(driver.Progress):
         )
 
         self.started = time.monotonic()
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                            console=console, transient=True)
+        self.shared = bar is not None
+        """A sweep's bar: its live display is the sweep's to stop."""
+        self.bar = bar or Progress(TextColumn("{task.description}"), BarColumn(),
+                                   TimeElapsedColumn(), TextColumn("ETA"),
+                                   TimeRemainingColumn(), console=console, transient=True)
         self.task = None
         self.tag = ""
 
@@ -83,7 +85,8 @@ class RichProgress(driver.Progress):
         self.bar.advance(self.task, seconds)
 
     def done(self):
-        self.bar.stop()
+        if not self.shared:
+            self.bar.stop()
         if self.task is not None:
             self.bar.remove_task(self.task)
             self.task = None
@@ -95,6 +98,57 @@ class RichProgress(driver.Progress):
             yield
         finally:
             self.bar.start()
+
+
+class RichSweepProgress:
+    """A sweep's progress on stderr: one bar for the whole sweep (points done, running,
+    failed, queued; an ETA at the pace measured so far), a log line per finished point, and
+    under it the bar of a point run in this process."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.text import Text
+
+        class Eta(TimeRemainingColumn):
+            def render(self, task):
+                eta = task.fields.get("eta")
+                return Text(eta, style="progress.remaining") if eta else super().render(task)
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                            TextColumn("ETA"), Eta(), console=console, transient=True)
+        self.task = None
+
+    def begin(self, tracker) -> None:
+        self.bar.start()
+        self.task = self.bar.add_task("sweep", total=len(tracker.plan.points))
+        self.note(f"{tracker.plan.experiment}: {len(tracker.plan.points)} points, about "
+                  f"{tracker.plan.seconds / 60:.1f} min of runs on {tracker.lanes} "
+                  f"lab{'s' if tracker.lanes > 1 else ''}")
+        self.update(tracker)
+
+    def update(self, tracker) -> None:
+        c = tracker.counts()
+        eta = int(tracker.eta_s())
+        self.bar.update(self.task, completed=c["done"] + c["failed"] + c["kept"],
+                        description=f"sweep {tracker.plan.experiment}: {c['done']} done"
+                        + (f" ({c['kept']} kept)" if c["kept"] else "")
+                        + f", {c['running']} running, {c['failed']} failed, "
+                        f"{c['queued']} queued", eta=f"{eta // 60}:{eta % 60:02d}")
+
+    def note(self, message: str) -> None:
+        console.log(f"[bold]sweep[/bold] {message}")
+
+    def run_progress(self) -> RichProgress:
+        return RichProgress(bar=self.bar)
+
+    def end(self) -> None:
+        self.bar.stop()
 
 
 def _only(text: str | None) -> list[str] | None:
@@ -139,6 +193,53 @@ def cmd_run(args: argparse.Namespace) -> int:
     _print_claims(args.out)
     out.print(f"report: {page}")
     return code
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from lblab import runner, sweep
+    from lblab.capabilities import detect, require
+    from lblab.lab import check_lab_name
+
+    plan = sweep.plan_sweep(args.name, args.grid or [], args.set or [], quick=args.quick,
+                            repeat=args.repeat, seed=args.seed)
+    check_lab_name(args.lab)
+    if args.dry_run:
+        table = Table("point", "changed from the sweep's parameters", "about",
+                      title="lblab sweep --dry-run: nothing is created")
+        for p in plan.points:
+            table.add_row(p.name, " ".join(p.sets), f"{p.seconds / 60:.1f} min")
+        out.print(table)
+        out.print(f"{len(plan.points)} points of {plan.experiment}, about "
+                  f"{plan.seconds / 60:.1f} min of runs; results would go to {args.out}")
+        return 0
+    sweep.check_folders(plan, args.out)
+    todo, kept = sweep.pending(plan, args.out, args.resume)
+    client = None
+    if args.scheduler:
+        client = sweep.connect(args.scheduler)
+    elif todo:
+        runner.check_lab_free(args.lab)
+        require(detect(), catalogue.load(plan.experiment).needs, plan.experiment)
+    try:
+        tracker = sweep.run_sweep(plan, args.out, todo, kept, lab=args.lab,
+                                  progress=RichSweepProgress(), client=client,
+                                  scheduler=args.scheduler)
+    finally:
+        if client is not None:
+            client.close()
+    page = sweep.write_report(args.out)
+    table = Table("point", "outcome", "exit", "attempts", "seconds", "where", "note")
+    for p in plan.points:
+        o = tracker.outcomes.get(p.name)
+        if o is None:
+            table.add_row(p.name, "[yellow]not run[/yellow]", "", "", "", "", "")
+            continue
+        colour = "red" if o.status == "failed" else "green" if o.code == 0 else "yellow"
+        table.add_row(p.name, f"[{colour}]{o.status}[/{colour}]", str(o.code), str(o.attempts),
+                      f"{o.seconds:.0f}", o.where, o.message)
+    out.print(table)
+    out.print(f"sweep report: {page}")
+    return tracker.exit_code()
 
 
 def _print_claims(root: Path) -> None:
@@ -335,6 +436,26 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--keep-lab-on-failure", action="store_true",
                    help="when a claim does not hold, stop in the Mininet CLI with the lab up")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("sweep", help="a grid of parameter points, each a run, here or on Dask")
+    s.add_argument("name", metavar="NAME", help="experiment name")
+    s.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
+                   help="a swept parameter and its values (repeatable: the Cartesian grid)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a parameter fixed for every point (repeatable)")
+    s.add_argument("--quick", action="store_true", help="start from the quick parameters")
+    s.add_argument("--seed", type=int, default=1, help="seed of every point's run")
+    s.add_argument("--repeat", type=int, default=1, help="run each point N times")
+    s.add_argument("--out", type=Path, default=Path("sweep"),
+                   help="sweep folder: DIR/<point>/ per point, DIR/index.html")
+    s.add_argument("--lab", default="sweep", help="lab name of every point's run")
+    s.add_argument("--scheduler", metavar="ADDRESS",
+                   help="a Dask scheduler (tcp://HOST:PORT): each point a task on a worker "
+                   "with the resource lab=1")
+    s.add_argument("--resume", action="store_true",
+                   help="skip points that already have a complete result.json")
+    s.add_argument("--dry-run", action="store_true", help="print the points and create nothing")
+    s.set_defaults(func=cmd_sweep)
 
     s = sub.add_parser("plot", help="redraw every figure of a results folder from the folder")
     s.add_argument("dir", type=Path)
