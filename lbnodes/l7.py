@@ -333,7 +333,11 @@ class L7Node:
         found: list[int] = []
 
         def new_worker() -> bool:
-            found[:] = [p for p in self.workers() if p not in before]
+            try:
+                current = self.workers()
+            except OSError:  # the master re-executes itself: its CLI is briefly away
+                return False
+            found[:] = [p for p in current if p not in before]
             return bool(found)
 
         wait_until(new_worker, timeout=timeout, what=f"a new {self.cfg.name} worker")
