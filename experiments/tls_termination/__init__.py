@@ -262,7 +262,8 @@ class TlsTermination(Experiment):
 
         cfg = TlsClientConfig(host=lb_front_ip(1), port=FRONT_PORT, rate=p.rate,
                               duration_s=p.seconds(v.name), ca_file=str(env.path("ca.pem")),
-                              profiles=v.setting, timeout_s=p.timeout_s)
+                              profiles=v.setting, timeout_s=p.timeout_s,
+                              threads=p.client_threads)
         run.step(f"{v.name}: {p.rate:g} handshakes/s for {cfg.duration_s:g} s")
         sampling = (run.sample(lambda: server_probe(node), 0.05, table="servers")
                     if v.name.startswith("mtls") else contextlib.nullcontext())

@@ -58,8 +58,9 @@ def claims(p: Params, a: Analysis) -> list[C.Claim]:
                          f"{m['before_n']} handshakes before notAfter "
                          f"(t = {m['not_after_t']:.2f} s, lifetime {p.lifetime_s} s)"))
         out.append(_one(ids[1][0], ids[1][1], m, "after_expired_share", "after_n", 1.0,
-                        "OpenSSL rejects a leaf past notAfter (X509_V_ERR_CERT_HAS_EXPIRED) "
-                        "from notAfter + 1 s"))
+                        "OpenSSL rejects a leaf whose notAfter has passed "
+                        "(X509_V_ERR_CERT_HAS_EXPIRED); the window starts 1 s after notAfter "
+                        "(the clock's resolution) and ends at the next commit"))
         out.append(C.between(ids[2][0], ids[2][1], 0.0, edge, m["first_failure_offset_s"],
                              f"s after notAfter; [0, 1 s + 1/rate]: X.509 and OpenSSL's "
                              f"clock are whole seconds, handshakes every {1 / p.rate:.3f} s"))
