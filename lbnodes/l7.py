@@ -134,6 +134,13 @@ class L7Config:
     set_request_headers: tuple[tuple[str, str], ...] = ()
     """(name, value) set on every request forwarded (`http-request set-header`; the value
     may be a log-format, e.g. %[src]:%[src_port])."""
+    stick_on: str = ""
+    """Persistence in a stick table: `src` (the client's address) or `cookie:NAME` (the
+    session cookie NAME the servers set: stored from each response, matched on requests).
+    "": none."""
+    peers: tuple[tuple[str, str, int], ...] = ()
+    """(name, ip, port) of every HAProxy sharing the stick table, this node (`name`)
+    included: a `peers` section that replicates its entries to the others. (): local only."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -192,6 +199,12 @@ class L7Config:
             if not name or any(c in name for c in ' \t\r\n:"') or any(c in value for c in '\r\n"'):
                 problems.append(f"header {name!r}: no spaces, colons or quotes in a name, no "
                                 "newlines or quotes in a value")
+        if self.stick_on and not (self.stick_on == "src" or (
+                self.stick_on.startswith("cookie:") and self.stick_on[7:].isidentifier())):
+            problems.append(f"stick_on {self.stick_on!r} is not src or cookie:NAME")
+        if self.peers and (not self.stick_on or self.name not in [n for n, _, _ in self.peers]
+                           or len({n for n, _, _ in self.peers}) != len(self.peers)):
+            problems.append("peers need stick_on, unique names and this node among them")
         if problems:
             raise UsageError(f"L7 node {self.name}: " + "; ".join(problems))
 
