@@ -1,0 +1,147 @@
+"""header-normalization's claims. The corpus is deterministic: every prediction is a count
+computed from the corpus (its RFC verdicts, groups and bytes) and HAProxy's documented rules,
+and is compared with no tolerance (no sampling: one request per case and component)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lblab import claims as C
+from lblab.driver import Analysis
+
+
+def _names(items: list[str]) -> str:
+    return ", ".join(items) if items else "none"
+
+
+def _cases(a: Analysis) -> list[dict]:
+    return a.summary["cases"]
+
+
+def claims(p: Any, a: Analysis) -> list[C.Claim]:
+    v = a.variants
+    out: list[C.Claim] = []
+    out.append(_strict_rfc(a))
+    for kind in p.backends:
+        cid, text = (f"strict-desync-{kind}",
+                     f"no desync through strict HAProxy to {kind}: the backend reads no "
+                     "request HAProxy did not forward as one")
+        why = C.missing_variants(v, "strict")
+        out.append(C.skipped(cid, text, why) if why else C.at_most(
+            cid, text, 0, len(v["strict"][f"{kind}_desync_cases"]),
+            note=f"cases: {_names(v['strict'][f'{kind}_desync_cases'])}; a desync is a "
+                 "request read without HAProxy's stamp, or a stamp inside a body"))
+    out += _lenient(a)
+    out += _case_adjust(a)
+    out += _restrict(a)
+    return out
+
+
+def _strict_rfc(a: Analysis) -> C.Claim:
+    cid = "strict-rfc"
+    text = ("strict HAProxy rejects every case RFC 9112/9110 say must be rejected and "
+            "forwards none of those they say must be repaired unchanged")
+    why = C.missing_variants(a.variants, "strict")
+    if why:
+        return C.skipped(cid, text, why)
+    must = [c["name"] for c in _cases(a) if c["verdict"] in ("reject", "normalise")]
+    exc = a.variants["strict"]["rfc_exceptions"]
+    return C.at_most(cid, text, 0, len(exc),
+                     note=f"{len(must)} cases marked reject or normalise; exceptions: "
+                          f"{_names(exc)}")
+
+
+def _lenient(a: Analysis) -> list[C.Claim]:
+    v = a.variants
+    why = C.missing_variants(v, "strict", "lenient")
+    t1 = ("lenient parsing (accept-invalid-http-request) forwards no framing case strict "
+          "HAProxy rejects: HAProxy documents it relaxes names, URI, version and Host only")
+    t2 = "lenient HAProxy forwards every case strict HAProxy forwards (it only relaxes)"
+    if why:
+        return [C.skipped("lenient-framing", t1, why), C.skipped("lenient-superset", t2, why)]
+    strict, lenient = v["strict"]["proxy_verdicts"], v["lenient"]["proxy_verdicts"]
+    framing = [c["name"] for c in _cases(a) if c["group"] == "framing"]
+    relaxed = sorted(c for c in framing if strict[c] == "reject" and lenient[c] != "reject")
+    lost = sorted(c for c in strict if strict[c] != "reject" and lenient[c] == "reject")
+    gained = sorted(c for c in strict if strict[c] == "reject" and lenient[c] != "reject")
+    return [C.at_most("lenient-framing", t1, 0, len(relaxed),
+                      note=f"{len(framing)} framing cases; relaxed: {_names(relaxed)}"),
+            C.at_most("lenient-superset", t2, 0, len(lost),
+                      note=f"rejected only by lenient: {_names(lost)}; forwarded only by "
+                           f"lenient: {_names(gained)}")]
+
+
+def _case_adjust(a: Analysis) -> list[C.Claim]:
+    v = a.variants
+    case_cases = [c["name"] for c in _cases(a) if c["legacy"] == "case"]
+    n = len(case_cases)
+    t1 = (f"strict HAProxy lowercases the header names legacy backends compare: 0 of the "
+          f"{n} legacy-case cases reach a backend in the client's case")
+    t2 = (f"h1-case-adjust + h1-case-adjust-bogus-server restore them: all {n} reach every "
+          "backend that serves them in the client's case")
+    out = []
+    why = C.missing_variants(v, "strict")
+    out.append(C.skipped("strict-lowercases", t1, why) if why else C.at_most(
+        "strict-lowercases", t1, 0, n - len(v["strict"]["case_lowered"]),
+        note="kept somewhere: "
+             f"{_names(sorted(set(case_cases) - set(v['strict']['case_lowered'])))}"))
+    why = C.missing_variants(v, "case-adjust")
+    out.append(C.skipped("case-adjust-restores", t2, why) if why else C.at_least(
+        "case-adjust-restores", t2, n, len(v["case-adjust"]["case_kept"]),
+        note=f"restored: {_names(v['case-adjust']['case_kept'])}"))
+    return out
+
+
+def restrict_expected(a: Analysis) -> list[str]:
+    """Cases whose every name is a valid token but one has a character other than letters,
+    digits and '-': what http-restrict-req-hdr-names acts on (computed from the bytes)."""
+    return sorted(c["name"] for c in _cases(a) if c["restricted"])
+
+
+def _restrict(a: Analysis) -> list[C.Claim]:
+    v = a.variants
+    out = []
+    for name, action in (("restrict-delete", "deletes"), ("restrict-reject", "rejects")):
+        cid = f"{name}-acts"
+        text = (f"http-restrict-req-hdr-names {name.split('-')[1]} {action} exactly the "
+                "requests with a token name outside [A-Za-z0-9-] (computed from the bytes), "
+                "compared with strict")
+        why = C.missing_variants(v, name, "strict")
+        if why:
+            out.append(C.skipped(cid, text, why))
+            continue
+        expected = restrict_expected(a)
+        strict = v["strict"]["proxy_verdicts"]
+        if action == "deletes":
+            base = v["strict"]["dropped"]
+            acted = sorted(c for c, names in v[name]["dropped"].items()
+                           if set(names) - set(base.get(c, [])))
+        else:
+            acted = sorted(c for c, pv in v[name]["proxy_verdicts"].items()
+                           if pv == "reject" and strict[c] != "reject")
+        wrong = sorted(set(expected) ^ set(acted))
+        out.append(C.at_most(cid, text, 0, len(wrong),
+                             note=f"expected from the bytes: {_names(expected)}; acted on: "
+                                  f"{_names(acted)}"))
+    return out
+
+
+def notes(p: Any, a: Analysis) -> list[str]:
+    v = a.variants
+    out = []
+    for name, m in v.items():
+        if not m["proxied"]:
+            for kind in p.backends:
+                acc = m[f"{kind}_accepts_must_reject"]
+                out.append(f"{kind} alone serves {len(acc)} must-reject cases: {_names(acc)}")
+            continue
+        broken = sorted(set(m["legacy_rejected"]) | set(m["legacy_altered"]))
+        out.append(f"{name}: HAProxy forwards {len(m['proxy_forwarded'])} of {m['cases']} "
+                   f"cases; legacy cases rejected or altered: {len(broken)} of "
+                   f"{m['legacy_cases']} ({_names(broken)})")
+        for kind, cases in m["read_differently"].items():
+            if cases:
+                out.append(f"{name}: {kind} reads {len(cases)} forwarded cases differently "
+                           "from HAProxy (refuses it, desyncs, or loses the fields after one "
+                           f"it cannot read): {_names(cases)}")
+    return out
