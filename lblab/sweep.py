@@ -67,6 +67,8 @@ NAME_MAX = 200
 """Longest point folder name (bytes) before it is shortened and ends in a hash."""
 TIME_FACTOR, TIME_SLACK_S = 3.0, 180.0
 """A Dask point's time limit: TIME_FACTOR x its declared seconds (bring-up included) + slack."""
+POLL_S = 0.5
+"""How often the client looks at its Dask tasks (and refreshes the progress)."""
 STOP_GRACE_S = 60.0
 """After the time limit: how long a SIGTERMed run may take to tear its lab down."""
 
@@ -500,7 +502,7 @@ def lab_workers(client: Any) -> int:
 def run_dask(plan: SweepPlan, root: Path, todo: list[Point], lab: str, tracker: Tracker,
              progress: SweepProgress, client: Any) -> None:
     """Each point a task needing `lab=1`; results come back as tars into DIR/<point>/."""
-    from distributed import Event, wait
+    from distributed import Event
 
     sweep_id = uuid.uuid4().hex[:8]
     stop = Event(f"lblab-sweep-{sweep_id}-stop", client=client)
@@ -517,10 +519,8 @@ def run_dask(plan: SweepPlan, root: Path, todo: list[Point], lab: str, tracker: 
     progress.update(tracker)
     try:
         while futures:
-            try:
-                done = wait(list(futures), timeout=1.0, return_when="FIRST_COMPLETED").done
-            except TimeoutError:
-                done = set()
+            time.sleep(POLL_S)
+            done = [f for f in futures if f.done()]
             _refresh_running(client, futures, tracker)
             for future in done:
                 point, attempt = futures.pop(future)
