@@ -25,8 +25,8 @@ in mode tcp, HAProxy in mode http (the client spreads its requests over them).""
 class Params:
     rate: float = param(200.0, "open-loop requests per second", min=20, max=1000)
     backends: int = param(2, "backends behind every LB node", min=1, max=4)
-    workers: int = param(64, "workers per backend (enough that nothing queues)", min=8,
-                         max=512)
+    workers: int = param(256, "workers per backend (enough that nothing queues, even the "
+                         "requests a stall piles up)", min=8, max=2048)
     service_ms: float = param(10.0, "constant service time of a request", min=1, max=200)
     end: float = param(30.0, "seconds of load per variant", min=6, max=600)
     t1: float = param(8.0, "when the fault starts (l4-view, tail-regression)", min=1,
@@ -67,9 +67,9 @@ class Params:
                     f"({2 * self.service_ms:g}..{self.service_ms + self.delta_ms:g})")
         if self.stall_s > self.end / 3:
             return "stall_s must be at most end / 3 (the stall sits in the run's middle)"
-        if self.workers < self.connections + 4 * self.co_rate * self.stall_s / self.backends:
-            return ("workers must hold wrk's connections and the requests the open-loop "
-                    "client sends during the stall (C + 4 R S / backends)")
+        if self.workers * self.backends < self.connections + 2 * self.co_rate * self.stall_s:
+            return ("workers x backends must hold wrk's connections and twice the requests "
+                    "the open-loop client sends during the stall (C + 2 R S)")
         return None
 
     # -- what the variants derive -------------------------------------------------------
