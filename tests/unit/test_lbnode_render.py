@@ -78,6 +78,12 @@ L7_CASES = {
     "haproxy_passive_observe.cfg": l7.L7Config(
         "l7", "10.0.0.2", 80, S, check=True, check_path="/healthz", check_fastinter_ms=100,
         check_downinter_ms=250, observe_layer7=True, error_limit=5, on_error="mark-down"),
+    "haproxy_tcp_logged_promex.cfg": l7.L7Config(
+        "l7t", "10.0.0.2", 80, S, mode="tcp", log_socket="/run/lblab/l7t-log.sock",
+        prometheus_socket="/run/lblab/l7t-prom.sock"),
+    "haproxy_http_log_format.cfg": l7.L7Config(
+        "l7h", "10.0.0.3", 80, S, log_socket="/run/lblab/l7h-log.sock",
+        log_format="%Ts.%ms %ST %Tq %Tw %Tc %Tr %Ta %B %ts %ci:%cp"),
 }
 
 
@@ -128,6 +134,10 @@ BAD_L7 = [
     (dict(check=True, observe_layer7=True, on_error="reboot"), "on_error 'reboot' is not one"),
     (dict(check=True, error_limit=5), "error_limit and on_error need observe_layer7"),
     (dict(check=True, agent_port=70000), "agent_port 70000 outside 0..65535"),
+    (dict(mode="udp"), "mode 'udp' is not one of http, tcp"),
+    (dict(mode="tcp", cookie=True, balance="uri"), "mode tcp cannot use cookie, balance uri"),
+    (dict(log_format="%ST"), "log_format needs log_socket"),
+    (dict(log_socket="/s", log_format='"%ST"'), "log_format must not contain double quotes"),
 ]
 
 
