@@ -1,0 +1,86 @@
+"""hol-and-buffering: HTTP/2 head-of-line blocking under loss, and proxy buffering of large
+bodies under a memory limit.
+
+Wiring (lab.py, on topologies/two_tier.py): c1 -> l7 (HAProxy 2.6; one bind takes h2c prior
+knowledge and HTTP/1.1) -> b1 (capacity-model backend, GET /bytes/N); c1 -> l7s (HAProxy,
+streaming) -> b1's slow sink; c1 -> lbuf (a tier that buffers whole bodies, in a memory cgroup
+made for it) -> b1's slow sink.
+
+Variants:
+  loss-h2            S concurrent streams on ONE h2 connection, in rounds, while nftables in
+                     c1 drops p of the proxy's packets; per-stream completion times
+  loss-h1            the same S requests on S HTTP/1.1 connections
+  buffer-haproxy     C uploads of B bytes (a ramp) through HAProxy: memory bounded by buffers
+  buffer-tier        the same through the buffering tier: OOM-killed at the predicted upload
+  buffer-max-body    the tier with a maximum body size (413)
+  buffer-conc-limit  the tier with a limit of floor(H / B) uploads in flight (503)
+
+Modules: params, model (every prediction), lab (topology, nodes, loss, loads), bodies (the
+sink and the tier), uploads (the upload ramp), memlimit (the cgroup), analysis, claims, plots.
+The h2/h1 stream client is lblab/workloads/h2_client.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lblab.driver import Experiment, LabPlan, VariantPlan, VariantRun
+from lblab.lab import Lab
+
+from . import analysis, claims, model, plots
+from .params import LOSS_VARIANTS, Params, quick
+
+
+class HolBuffering(Experiment):
+    name = "hol-and-buffering"
+    title = "HTTP/2 head-of-line blocking under loss; proxy buffering and OOM under a limit"
+    summary = ("S streams on one h2 connection vs S HTTP/1.1 connections under random loss; "
+               "large uploads through streaming HAProxy vs a buffering tier that the kernel "
+               "OOM-kills at the predicted concurrency, and its mitigations.")
+    needs = ("root", "ovs_running", "haproxy")
+    Params = Params
+    bring_up_s = 8.0
+
+    def quick(self) -> Params:
+        return quick()
+
+    def variants(self, p: Params) -> list[VariantPlan]:
+        plans = []
+        for name in p.variants:
+            if name in LOSS_VARIANTS:
+                # loss-free rounds take ms; a stalled round at least the minimum RTO
+                rounds_s = p.rounds * (p.gap_ms / 1000 + 0.7 * model.RTO_MIN_MS / 1000)
+                plans.append(VariantPlan(name, round(rounds_s + 2, 1), setting=name))
+            else:
+                plans.append(VariantPlan(name, round(p.uploads * p.every_s + p.hold_s + 2, 1),
+                                         setting=name))
+        return plans
+
+    def lab(self, p: Params, key: str) -> LabPlan:
+        from .lab import lab_plan
+
+        return lab_plan(p)
+
+    def setup(self, lab: Lab, p: Params, rep: Any) -> Any:
+        from .lab import Env
+
+        return Env(lab, p, rep.seed)
+
+    def measure(self, env: Any, p: Params, v: VariantPlan, run: VariantRun) -> None:
+        if v.name in LOSS_VARIANTS:
+            mode = "h2" if v.name == "loss-h2" else "h1"
+            run.step(f"{v.name}: {p.rounds} rounds of {p.streams} streams, loss "
+                     f"{p.loss_pct:g} %")
+            env.measure_loss(mode, run)
+        else:
+            run.step(f"{v.name}: {p.uploads} uploads of {p.body_mib:g} MiB, one every "
+                     f"{p.every_s:g} s")
+            env.measure_uploads(v.name, run)
+
+    analyse = staticmethod(analysis.analyse)
+    notes = staticmethod(claims.notes)
+    plot = staticmethod(plots.plot)
+    claims = staticmethod(claims.claims)
+
+
+EXPERIMENT = HolBuffering()
