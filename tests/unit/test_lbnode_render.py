@@ -84,6 +84,10 @@ L7_CASES = {
     "haproxy_http_log_format.cfg": l7.L7Config(
         "l7h", "10.0.0.3", 80, S, log_socket="/run/lblab/l7h-log.sock",
         log_format="%Ts.%ms %ST %Tq %Tw %Tc %Tr %Ta %B %ts %ci:%cp"),
+    "haproxy_lenient_case_adjust.cfg": l7.L7Config(
+        "l7", "10.0.0.2", 80, S, keepalive_to_servers=False, accept_invalid_http_request=True,
+        restrict_req_hdr_names="delete", h1_case_adjust=("X-Legacy-Token", "SOAPAction"),
+        set_request_headers=(("X-Lblab-Client", "%[src]:%[src_port]"),)),
 }
 
 
@@ -138,6 +142,10 @@ BAD_L7 = [
     (dict(mode="tcp", cookie=True, balance="uri"), "mode tcp cannot use cookie, balance uri"),
     (dict(log_format="%ST"), "log_format needs log_socket"),
     (dict(log_socket="/s", log_format='"%ST"'), "log_format must not contain double quotes"),
+    (dict(restrict_req_hdr_names="drop"), "restrict_req_hdr_names 'drop' is not preserve"),
+    (dict(mode="tcp", accept_invalid_http_request=True), "h1_case_adjust and set_request_h"),
+    (dict(h1_case_adjust=("X Token",)), "header 'X Token': no spaces"),
+    (dict(set_request_headers=(("X-A", 'a"b'),)), "header 'X-A': no spaces"),
 ]
 
 
