@@ -192,6 +192,36 @@ def passive_eject_s(p: Params, fault: str) -> tuple[float, float]:
     return p.error_limit / r, math.sqrt(p.error_limit) / r
 
 
+TAIL = 0.00135
+"""The probability outside 3 standard deviations on each side of a normal: the tails left
+outside a range stated from a skewed distribution's quantiles."""
+
+
+def erlang_quantile(k: int, rate: float, q: float) -> float:
+    """The q-quantile of the time of the k-th event of a Poisson process of `rate`
+    (Gamma(k, rate), CDF 1 - sum_{j<k} e^-x x^j / j! at x = rate t), by bisection."""
+    def cdf(t: float) -> float:
+        x = rate * t
+        term, total = 1.0, 1.0
+        for j in range(1, k):
+            term *= x / j
+            total += term
+        return 1 - math.exp(-x) * total
+
+    lo, hi = 0.0, (k + 10 * math.sqrt(k) + 10) / rate
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) < q else (lo, mid)
+    return (lo + hi) / 2
+
+
+def passive_eject_range_s(p: Params, fault: str) -> tuple[float, float]:
+    """Where the L-th request to b1 falls, from TAIL to 1 - TAIL of Gamma(L, r_b)."""
+    r = cart_rate_per_backend(p, fault)
+    return (erlang_quantile(p.error_limit, r, TAIL),
+            erlang_quantile(p.error_limit, r, 1 - TAIL))
+
+
 # -- the blind spot and flapping -------------------------------------------------------------
 def requests_to_run(p_err: float, length: int) -> float:
     """Expected requests until `length` consecutive errors when each errs with probability
