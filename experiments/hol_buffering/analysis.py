@@ -88,7 +88,7 @@ def _uploads(p: Params, v: RawVariant) -> tuple[dict, list[dict]]:
               "oom_kills": tier["oom_kills"], "exit_code": tier["exit_code"],
               "died_at_s": min(dead) if dead else None,
               "kill_seen_at_s": min(resets) if resets else None,
-              "in_flight_at_kill": len(resets) if tier["oom_kills"] else 0})
+              "in_flight_at_kill": len(resets)})
     series = [{"variant": v.name, "t": s["t"], "bytes": s["usage_bytes"] - rest
                if s["usage_bytes"] is not None else None, "what": "tier cgroup usage growth"}
               for s in mem]

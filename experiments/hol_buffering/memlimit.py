@@ -103,7 +103,7 @@ class MemoryLimit:
         if not self.dir.exists():
             return
         procs = self.dir / "cgroup.procs"
-        for pid in procs.read_text().split():
+        for pid in procs.read_text().split() if procs.exists() else []:
             with contextlib.suppress(OSError):
                 (self.base / "cgroup.procs").write_text(pid)
         for _ in range(100):
