@@ -138,7 +138,7 @@ def value_text(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, list)):
         return ",".join(value_text(v) for v in value)
     return str(value)
 
@@ -556,9 +556,11 @@ def _collect(plan: SweepPlan, root: Path, point: Point, attempt: int, future: An
                        "", f"task {future.status}: {type(exc).__name__}: {exc}")
     data = future.result()
     unpack(data["tar"], root / point.name)
-    message = f"timed out after {data['seconds']:.0f} s" if data["timed_out"] else ""
-    return conclude(plan, point, root, data["code"], attempt, data["seconds"], data["host"],
-                    message)
+    if data["timed_out"]:  # a stopped run exits 130 or by a signal: neither is the point's
+        return conclude(plan, point, root, 3, attempt, data["seconds"], data["host"],
+                        f"timed out after {data['seconds']:.0f} s (limit "
+                        f"{time_limit_s(point):.0f} s)")
+    return conclude(plan, point, root, data["code"], attempt, data["seconds"], data["host"])
 
 
 def run_point(argv: list[str], limit_s: float, stop_event: str | None = None) -> dict:
@@ -670,7 +672,8 @@ def report_data(root: Path) -> dict[str, Any]:
             c = p["claims"].get(cid)
             rows.append({"point": p["name"], "x": p["values"][x_key], "series": p["series"],
                          "claim": c or {}, "status": status(c) if c else "missing",
-                         "verdict": verdict(c) if c else "no result"})
+                         "verdict": verdict(c) if c else "absent from its result"
+                         if p["complete"] else "no result"})
         first = next(r["claim"] for r in rows if r["claim"])
         claims.append({"id": cid, "statement": first.get("statement", ""),
                        "plot": f"claims/{_file_safe(cid)}.png", "rows": rows,
@@ -773,7 +776,7 @@ def write_report(root: Path) -> Path:
     write_json(root / SWEEP_JSON, sweep)
     html = TEMPLATES.get_template("sweep.html.j2").render(
         title=f"lblab sweep: {sweep['experiment']}", root=str(root.resolve()), fmt=fmt,
-        predicted_text=predicted_text, **data)
+        predicted_text=predicted_text, value_text=value_text, **data)
     page = root / INDEX
     atomic_write(page, html)
     return page

@@ -13,6 +13,7 @@ from lblab import sweep
 from lblab.cli import main
 from lblab.results import RUNNING, write_json
 from tests.unit.test_cli import _everything
+from tests.unit.test_report_browser import CHROMIUM, check_in_browser
 from tests.unit.test_results_report import fake_result
 
 EXP = "asymmetric-routing"
@@ -105,6 +106,7 @@ def test_run_argv_is_the_points_lblab_run():
 @pytest.mark.parametrize(("value", "text"), [
     (200.0, "200"), (0.1, "0.1"), (1e-05, "1e-05"), (2.5e20, "2.5e+20"), (3, "3"),
     (True, "true"), (False, "false"), ("l7:source", "l7:source"), (("a", "b"), "a,b"),
+    ([0.5, 2.0], "0.5,2"),
 ])
 def test_value_text_is_canonical(value, text):
     assert sweep.value_text(value) == text
@@ -312,6 +314,8 @@ def test_write_report_draws_a_plot_per_claim_and_links_the_points(tmp_path):
         assert (tmp_path / "claims" / f"{cid}.png").stat().st_size > 1000
         assert f'src="claims/{cid}.png"' in html
     assert 'href="routers%3D3%2Crate%3D50/report.html"' in html
+    assert "rate=50,100</code>" in html and "<td>100</td>" in html, "values as --set takes them"
+    assert "absent from its result" in html and "no result" in html
     assert "routers%3D4%2Crate%3D100/report.html" not in html, "no link to a failed point"
     state = json.loads((tmp_path / "sweep.json").read_text())
     claim = next(c for c in state["claims"] if c["id"] == "broken-independent")
@@ -332,3 +336,12 @@ def test_compare_works_between_two_points(tmp_path):
     html = page.read_text()
     assert "broken-independent" in html and "does not hold" in html
     assert 'class="differs"><th>routers</th><td>2</td><td>3</td>' in html
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (scripts/provision.sh installs it)")
+def test_the_sweep_index_loads_every_plot_in_a_browser(tmp_path):
+    _synthetic_sweep(tmp_path / "sw")
+    page = sweep.write_report(tmp_path / "sw")
+    seen = check_in_browser(page, tmp_path)
+    assert seen["images"] == 3 and not seen["broken"], seen
+    assert not seen["console"], seen["console"]
