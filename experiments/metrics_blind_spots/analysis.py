@@ -120,6 +120,14 @@ def l4_view(p: Params, data: RawVariant, lab: dict) -> tuple[dict, dict]:
     n5 = M.counter_delta(rel, "l7h_hrsp_5xx", t1, t2)
     n = n5 + M.counter_delta(rel, "l7h_hrsp_2xx", t1, t2)
     out["l7_stats_5xx_share"] = _r(n5 / n if n else None)
+    per_conn = []
+    for lo, hi in ((0.0, t1), (t1, t2)):
+        conns = M.counter_delta(rel, "syn_packets", lo, hi)
+        per_conn.append(M.counter_delta(rel, "bytes_to_client_bytes", lo, hi) / conns
+                        if conns else None)
+    if None not in per_conn:
+        out["l4_bytes_per_conn_before"] = _r(per_conn[0], 1)
+        out["l4_bytes_per_conn_window"] = _r(per_conn[1], 1)
     rows = l4_per_second(p, reqs, rel, tcp_log, http_log)
     return out, {"l4-view-per-second": rows}
 
