@@ -1,18 +1,21 @@
-"""stream-pinning: long-lived gRPC streams stay on the backend that took them.
+"""stream-pinning: long-lived gRPC and WebSocket streams stay on the backend that took them.
 
 Wiring (topologies/two_tier.py): c1 -> s1 -> lb1 (HAProxy: h2 at the front, `proto h2` to
 the servers, round robin per stream; lbnode.py) -> s2 -> b1..b(N+M), each a stream backend
 (lblab/workloads/stream_backend.py: gRPC `Watch` streams and `Call` unary, WebSocket). The
 M new backends run from the start but their servers wait in maintenance until the
-scale-out at t1 sets them ready through the runtime API. c1 runs K streams, each its own
-connection (lblab/workloads/streams.py), recording every stream's open, close and backend.
+scale-out at t1 sets them ready through the runtime API. c1 runs K gRPC streams (and, in
+pinned and the max-age variants, `ws_streams` WebSockets through HAProxy's second
+frontend), each its own connection (lblab/workloads/streams.py), recording every stream's
+open, close and backend.
 
 Variants, all on one lab:
   pinned              streams the client ends after Exp(tau): the new backends' share
                       grows as M/(N+M) (1 - e^(-(t - t1)/tau))
   unary               unary calls on one connection, balanced per call: M/(N+M) at once
   max-age             the servers' gRPC MAX_CONNECTION_AGE A (+-10 % jitter, gRPC's own)
-                      and GRACE G: balanced by t1 + 1.1 A + G
+                      and GRACE G (WebSockets: close 1001 at the same jittered age):
+                      balanced by t1 + 1.1 A + G
   max-age-no-jitter   every stream ended at exactly A + G by the backend: all K reconnect
                       in one window, against K / (0.2 A) per second with jitter
   backend-loss        b1 killed at t_loss: its K/N streams break at once, immediate
@@ -148,7 +151,7 @@ class StreamPinning(Experiment):
                     if h.node not in env.killed:
                         raise
                     st = None
-                for key in ("active", "calls", "opened_grpc", "aged_out"):
+                for key in ("active", "active_grpc", "active_ws", "calls", "aged_out"):
                     row[f"{h.node}_{key}"] = st[key] if st else None
             row.update(env.lb.sessions())
             row["read_ms"] = round((time.monotonic() - started) * 1000, 3)
@@ -157,7 +160,8 @@ class StreamPinning(Experiment):
         run.write_doc("setting", asdict(s))
         run.write_doc("backends-before", probe())
         cfg = StreamsConfig(host=lb_front_ip(1), port=GRPC_PORT, kind=s.kind,
-                            streams=p.streams, open_rate=p.open_rate, lifetime_s=s.lifetime_s,
+                            streams=p.streams, ws_streams=p.ws_streams if s.ws else 0,
+                            ws_port=WS_PORT, open_rate=p.open_rate, lifetime_s=s.lifetime_s,
                             reconnect=s.reconnect, backoff_s=p.backoff_s, rate=p.rate,
                             duration_s=p.seconds(v.name), seed=run.seed)
         run.step(f"{v.name}: {p.streams if s.kind != 'unary' else p.rate:g} "

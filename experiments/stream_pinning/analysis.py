@@ -36,6 +36,8 @@ from .params import (
 )
 
 UNARY_BIN_S = 1.0
+KINDS = {"grpc": "active_grpc", "ws": "active_ws"}
+"""Stream kind -> the backends' counter of its active streams."""
 
 
 def names(p: Params) -> tuple[list[str], list[str]]:
@@ -47,26 +49,40 @@ def names(p: Params) -> tuple[list[str], list[str]]:
 # -- active streams, from the backends' samples -------------------------------------------
 def active_rows(p: Params, name: str, data: RawVariant, t_event: float | None,
                 opened: float) -> list[dict]:
-    """One row per sample from t = 0: each backend's active streams, HAProxy's scur, the new
-    backends' share and the share predicted for this variant at that instant (max-age's
-    curve from `opened`, when the first streams were established)."""
+    """One row per sample from t = 0: each backend's active streams (all kinds) and
+    HAProxy's scur for it; per kind (grpc, ws) the streams and the new backends' share; and
+    the share predicted for this variant at that instant (max-age's curve from `opened`,
+    when the first streams were established)."""
     old, new = names(p)
     rows = []
     for s in data.table("samples"):
         if s["t"] < 0:
             continue
-        active = {b: s.get(f"{b}_active") or 0 for b in old + new}
-        total = sum(active.values())
-        row: dict[str, Any] = {"variant": name, "t": s["t"], "total": total,
-                               "new_share": (round(sum(active[b] for b in new) / total, 4)
-                                             if total else None),
+        row: dict[str, Any] = {"variant": name, "t": s["t"],
                                "predicted_share": predicted_share(p, name, s["t"], t_event,
                                                                   opened)}
+        for kind, key in KINDS.items():
+            active = {b: s.get(f"{b}_{key}") or 0 for b in old + new}
+            total = sum(active.values())
+            row[f"total_{kind}"] = total
+            row[f"new_share_{kind}"] = (round(sum(active[b] for b in new) / total, 4)
+                                        if total else None)
         for b in old + new:
-            row[f"{b}_active"] = active[b]
+            row[f"{b}_active"] = sum(s.get(f"{b}_{key}") or 0 for key in KINDS.values())
             row[f"{b}_scur"] = s.get(b)
+            row[f"{b}_ws_scur"] = s.get(f"ws_{b}")
         rows.append(row)
     return rows
+
+
+def shares(prefix: str, row: dict | None) -> dict:
+    """A sample's per-kind new share and stream count, keyed `share_PREFIX` (gRPC),
+    `ws_share_PREFIX`, `active_PREFIX`, `ws_active_PREFIX`, plus its time `t_PREFIX`."""
+    if row is None:
+        return {f"{k}_{prefix}": None for k in ("share", "ws_share", "active", "ws_active", "t")}
+    return {f"share_{prefix}": row["new_share_grpc"], f"ws_share_{prefix}": row["new_share_ws"],
+            f"active_{prefix}": row["total_grpc"], f"ws_active_{prefix}": row["total_ws"],
+            f"t_{prefix}": row["t"]}
 
 
 def predicted_share(p: Params, name: str, t: float, t_event: float | None,
@@ -177,7 +193,8 @@ def analyse(p: Params, raw: Raw) -> Analysis:
                 out.update(metrics)
             variants[name] = out
             continue
-        streams = data.table("streams")
+        everything = data.table("streams")
+        streams = [r for r in everything if r["kind"] == "grpc"]
         opened = M.quantile([r["established_s"] for r in streams
                              if r["gen"] == 0 and r["established_s"] is not None], 0.5) or 0.0
         rows = active_rows(p, name, data, t_event, opened)
@@ -186,22 +203,17 @@ def analyse(p: Params, raw: Raw) -> Analysis:
         times = reconnects(streams)
         recon += reconnect_bins(name, times, end, p.peak_window_s)
         out.update({"streams": len(streams), "reconnects": len(times),
+                    "ws_streams": len(everything) - len(streams),
                     "first_established_s": round(opened, 4),
                     "failed_opens": sum(r["established_s"] is None for r in streams)})
         if t_event is not None and name == PINNED:
-            at = sample_at(rows, t_event + p.lifetime_s)
-            last = rows[-1] if rows else None
-            out.update({"share_at_tau": at and at["new_share"], "t_at_tau": at and at["t"],
-                        "active_at_tau": at and at["total"],
-                        "share_end": last and last["new_share"], "t_end": last and last["t"],
-                        "active_end": last and last["total"],
-                        "share_1s": (s1 := sample_at(rows, t_event + 1.0)) and s1["new_share"]})
+            out.update({**shares("at_tau", sample_at(rows, t_event + p.lifetime_s)),
+                        **shares("end", rows[-1] if rows else None),
+                        **shares("1s", sample_at(rows, t_event + 1.0))})
         if t_event is not None and name in (MAX_AGE, NO_JITTER):
             by = t_event - p.t1 + balanced_by(p, p.setting(name).jitter) + p.sample_s
-            bal = sample_at(rows, by, after=True)
             first_wave = reconnects(streams, gen=1)
-            out.update({"share_balanced": bal and bal["new_share"],
-                        "t_balanced": bal and bal["t"], "active_balanced": bal and bal["total"],
+            out.update({**shares("balanced", sample_at(rows, by, after=True)),
                         "first_wave": len(first_wave), **peak(first_wave, p.peak_window_s)})
         if t_event is not None and name in (LOSS, LOSS_BACKOFF):
             out.update(loss_metrics(p, streams, t_event))

@@ -97,6 +97,17 @@ def claims(p: Params, a: Analysis) -> list[C.Claim]:
                           lambda name=name, stmt=stmt: _share(
                               f"{name}-balanced", stmt, q, v[name].get("share_balanced"),
                               v[name].get("active_balanced"), "active streams")))
+    for name, key, what in ((PINNED, "at_tau", "one lifetime after t1, on the same curve"),
+                            (MAX_AGE, "balanced", "balanced by t1 + 1.1 A + G (closed 1001)")):
+        sid = f"ws-{name}-share"
+        stmt = f"WebSocket streams, {name}: the new backends' share {what}"
+        if p.ws_streams == 0:
+            out.append(C.skipped(sid, stmt, "ws_streams=0"))
+            continue
+        out.append(_claim(v, (name,), sid, stmt, lambda name=name, key=key, sid=sid, stmt=stmt:
+                          _share(sid, stmt, model.pinned_share(p, since(name, f"t_{key}"))
+                                 if name == PINNED else q, v[name].get(f"ws_share_{key}"),
+                                 v[name].get(f"ws_active_{key}"), "active WebSockets")))
     spread = model.jitter_spread_s(p)
     out += [
         _claim(v, (NO_JITTER,), "no-jitter-peak",

@@ -28,6 +28,8 @@ class Setting:
     jitter: float = 0.0
     reconnect: str = "immediate"
     fault: str = SCALE_OUT
+    ws: bool = False
+    """WebSocket streams beside the gRPC ones."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class Params:
                               min=1, max=8)
     streams: int = param(60, "K: long-lived streams (each its own connection)", min=4,
                          max=400)
+    ws_streams: int = param(30, "WebSocket streams beside the gRPC ones (pinned, max-age, "
+                            "max-age-no-jitter)", min=0, max=400)
     open_rate: float = param(1000.0, "streams opened per second at the start", min=10,
                              max=5000)
     t1: float = param(10.0, "the scale-out: new servers set ready (s)", min=0.5, max=600)
@@ -70,10 +74,11 @@ class Params:
         if self.t1 >= (1 - GRPC_JITTER) * self.age_s + self.grace_s:
             return ("t1 must come before the first streams age out: t1 < 0.9 age_s + grace_s "
                     f"= {(1 - GRPC_JITTER) * self.age_s + self.grace_s:g} s")
-        if self.streams / self.open_rate > self.peak_window_s / 2:
-            return ("open_rate too low: the K streams must open within half the peak window "
-                    f"(streams / open_rate = {self.streams / self.open_rate:g} s, peak_window_s "
-                    f"= {self.peak_window_s:g} s)")
+        opening = (self.streams + self.ws_streams) / self.open_rate
+        if opening > self.peak_window_s / 2:
+            return ("open_rate too low: all streams must open within half the peak window "
+                    f"((streams + ws_streams) / open_rate = {opening:g} s, peak_window_s = "
+                    f"{self.peak_window_s:g} s)")
         if 2 * GRPC_JITTER * self.age_s < 4 * self.peak_window_s:
             return ("age_s too short for the peak window: the jitter spreads reconnects over "
                     f"0.2 age_s = {0.2 * self.age_s:g} s, at least 4 peak windows are needed")
@@ -83,10 +88,10 @@ class Params:
 
     def setting(self, variant: str) -> Setting:
         return {
-            PINNED: Setting(lifetime_s=self.lifetime_s),
+            PINNED: Setting(lifetime_s=self.lifetime_s, ws=True),
             UNARY: Setting(kind="unary"),
-            MAX_AGE: Setting(age_mode="grpc", jitter=GRPC_JITTER),
-            NO_JITTER: Setting(age_mode="app", jitter=0.0),
+            MAX_AGE: Setting(age_mode="grpc", jitter=GRPC_JITTER, ws=True),
+            NO_JITTER: Setting(age_mode="app", jitter=0.0, ws=True),
             LOSS: Setting(fault=KILL),
             LOSS_BACKOFF: Setting(fault=KILL, reconnect="backoff"),
         }[variant]

@@ -40,10 +40,14 @@ def _new_share(folder: Path, result: dict) -> Path | None:
     fig, axes = plots.grid(1, len(names), 3.6 * len(names), 3.6)
     for ax, name in zip(axes[0], names, strict=True):
         rows = unary if name == UNARY else [r for r in active if r["variant"] == name]
-        pts = [(r["t"], r["new_share"]) for r in rows if r["new_share"] is not None]
-        ax.plot([t for t, _ in pts], [y for _, y in pts], "o-", ms=3, lw=1.2,
-                color=plots.colour(list(VARIANTS), name),
-                label="calls (per second)" if name == UNARY else "active streams")
+        kinds = [("new_share", "calls (per second)", "o-")] if name == UNARY else \
+            [("new_share_grpc", "gRPC streams", "o-"), ("new_share_ws", "WebSockets", "s:")]
+        for key, label, style in kinds:
+            pts = [(r["t"], r[key]) for r in rows if r.get(key) is not None]
+            if pts:
+                ax.plot([t for t, _ in pts], [y for _, y in pts], style, ms=3, lw=1.2,
+                        color=plots.colour(list(VARIANTS), name), label=label,
+                        alpha=1.0 if key != "new_share_ws" else 0.6)
         pred = [(r["t"], r["predicted_share"]) for r in rows
                 if r.get("predicted_share") is not None]
         ax.plot([t for t, _ in pred], [y for _, y in pred], color="#333333", lw=1, ls="--",
@@ -75,7 +79,7 @@ def _per_backend(folder: Path, result: dict) -> Path | None:
         _mark(ax, result, name)
         ax.set_title(name)
         ax.set_xlabel("seconds")
-    axes[0][0].set_ylabel("active streams (backends' own counts)")
+    axes[0][0].set_ylabel("active streams, gRPC + WebSocket (backends' counts)")
     axes[0][0].legend(fontsize=7, ncol=2)
     fig.suptitle("Streams per backend (new backends dashed)")
     return plots.save(fig, folder / "per-backend-streams.png")

@@ -2,7 +2,8 @@
 
     python -m lblab.workloads.streams CONFIG.json
 
-`kind` grpc or ws: K stream slots, slot k opened at k / open_rate. Each stream is its own
+`kind` grpc or ws: K stream slots (and `ws_streams` more WebSocket slots beside gRPC ones),
+slot k opened at k / open_rate. Each stream is its own
 connection (a gRPC channel with a private subchannel pool, or a WebSocket), so an L7 proxy
 picks a backend once per stream and the stream stays there. A stream ends when the server
 ends it (max connection age), when it breaks (the backend died), or, with `lifetime_s`, when
@@ -49,6 +50,9 @@ class StreamsConfig:
     kind: str = "grpc"
     streams: int = 60
     open_rate: float = 500.0
+    ws_streams: int = 0
+    """WebSocket slots beside K gRPC ones (kind grpc), to `ws_port`."""
+    ws_port: int = 0
     lifetime_s: float = 0.0
     """Mean of the client's own exponential stream lifetime (0: the client never ends one)."""
     reconnect: str = "immediate"
@@ -70,6 +74,8 @@ class StreamsConfig:
                              f"{', '.join(RECONNECTS)}")
         if self.kind == "unary" and self.rate <= 0:
             raise ValueError("unary calls need rate > 0")
+        if self.ws_streams and (self.kind != "grpc" or not self.ws_port):
+            raise ValueError("ws_streams go beside gRPC streams and need ws_port")
 
 
 class Streams:
@@ -112,9 +118,10 @@ class Streams:
     async def ws_stream(self, until: float, row: dict) -> str:
         import websockets
 
+        port = self.cfg.ws_port if self.cfg.kind == "grpc" else self.cfg.port
         try:
             async with asyncio.timeout(max(0.0, until - self.now())):
-                async with websockets.connect(f"ws://{self.cfg.host}:{self.cfg.port}/",
+                async with websockets.connect(f"ws://{self.cfg.host}:{port}/",
                                               ping_interval=None,
                                               open_timeout=self.cfg.timeout_s) as conn:
                     async for msg in conn:
@@ -129,7 +136,7 @@ class Streams:
         except (OSError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
             return type(exc).__name__
 
-    async def slot(self, k: int) -> None:
+    async def slot(self, k: int, kind: str) -> None:
         cfg = self.cfg
         end = cfg.duration_s
         await self.at(k / cfg.open_rate)
@@ -138,10 +145,10 @@ class Streams:
             until = end
             if cfg.lifetime_s > 0:
                 until = min(end, self.now() + self.rng.expovariate(1 / cfg.lifetime_s))
-            row = {"slot": k, "gen": gen, "kind": cfg.kind, "open_s": self.now(),
+            row = {"slot": k, "gen": gen, "kind": kind, "open_s": self.now(),
                    "established_s": None, "close_s": None, "backend": "", "outcome": "",
                    "reconnect_delay_s": round(delay, 4)}
-            opened = self.grpc_stream if cfg.kind == "grpc" else self.ws_stream
+            opened = self.grpc_stream if kind == "grpc" else self.ws_stream
             outcome = await opened(until, row)
             row["close_s"] = self.now()
             if outcome == "client" and until >= end:
@@ -191,7 +198,9 @@ class Streams:
         if self.cfg.kind == "unary":
             await self.unary()
         else:
-            await asyncio.gather(*(self.slot(k) for k in range(self.cfg.streams)))
+            k, w = self.cfg.streams, self.cfg.ws_streams
+            await asyncio.gather(*(self.slot(i, self.cfg.kind) for i in range(k)),
+                                 *(self.slot(k + j, "ws") for j in range(w)))
 
     def write(self) -> None:
         fields = CALL_FIELDS if self.cfg.kind == "unary" else STREAM_FIELDS

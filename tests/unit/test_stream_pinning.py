@@ -95,18 +95,22 @@ def timeline(what: str, t: float) -> dict:
             "problems": []}
 
 
-def samples(end: float, new_count) -> list[dict]:
-    """Samples every 0.5 s: K = 60 active, `new_count(t)` of them on the new backends."""
+def spread(n: int, n_new: int) -> dict[str, int]:
+    """n streams, n_new of them over the new backends, the rest over the old, evenly."""
+    out = {b: n_new // 2 + (j < n_new % 2) for j, b in enumerate(NEW)}
+    return out | {b: (n - n_new) // 3 + (j < (n - n_new) % 3) for j, b in enumerate(OLD)}
+
+
+def samples(end: float, new_count, ws_new=None) -> list[dict]:
+    """Samples every 0.5 s: K = 60 gRPC streams, `new_count(t)` of them on the new backends,
+    and 30 WebSockets, half as many on the new ones (or `ws_new(t)`)."""
     rows = []
     for i in range(int(end / 0.5) + 1):
         t = i * 0.5
-        n_new = new_count(t)
-        row = {"t": t}
-        for j, b in enumerate(NEW):
-            row[f"{b}_active"] = n_new // 2 + (j < n_new % 2)
-        for j, b in enumerate(OLD):
-            row[f"{b}_active"] = (60 - n_new) // 3 + (j < (60 - n_new) % 3)
-        rows.append(row)
+        n_ws = ws_new(t) if ws_new else round(new_count(t) / 2)
+        grpc, ws = spread(60, new_count(t)), spread(30, n_ws)
+        rows.append({"t": t, **{f"{b}_active_grpc": grpc[b] for b in OLD + NEW},
+                     **{f"{b}_active_ws": ws[b] for b in OLD + NEW}})
     return rows
 
 
@@ -194,18 +198,20 @@ def verdicts(variants: dict) -> dict[str, str]:
 
 def test_every_claim_holds_on_a_run_that_behaves_as_predicted():
     got = verdicts(good())
-    assert len(got) == 15
+    assert len(got) == 17
     assert all(v == "holds" for v in got.values()), got
 
 
 @pytest.mark.parametrize("variant, broken, failing", [
-    (PINNED, pinned_raw(lag=4.0), {"pinned-share-at-tau"}),
+    (PINNED, pinned_raw(lag=4.0), {"pinned-share-at-tau", "ws-pinned-share"}),
+    (PINNED, with_samples(pinned_raw(), samples(12, lambda t: round(
+        60 * model.pinned_share(P, t - 2)), ws_new=lambda t: 0)), {"ws-pinned-share"}),
     (PINNED, with_samples(pinned_raw(), samples(12, lambda t: 0)),  # the new ones stay idle
-     {"pinned-share-at-tau", "pinned-share-end"}),
+     {"pinned-share-at-tau", "pinned-share-end", "ws-pinned-share"}),
     (PINNED, with_samples(pinned_raw(), samples(12, lambda t: 24 if t > 2 else 0)),
      {"pinned-vs-unary"}),  # balanced at once, as if not pinned
     (UNARY, unary_raw(new_ok=False), {"unary-share", "unary-share-first-second"}),
-    (MAX_AGE, max_age_raw(0.1, balance=False), {"max-age-balanced"}),
+    (MAX_AGE, max_age_raw(0.1, balance=False), {"max-age-balanced", "ws-max-age-share"}),
     (MAX_AGE, max_age_raw(0.0), {"jitter-peak"}),
     (NO_JITTER, max_age_raw(0.1), {"no-jitter-peak"}),
     (NO_JITTER, max_age_raw(0.0, balance=False), {"max-age-no-jitter-balanced"}),
@@ -234,4 +240,13 @@ def test_claims_of_variants_not_run_are_skipped():
     assert got["unary-share"] == "holds"
     assert got["pinned-vs-unary"].startswith("skipped") and \
         got["jitter-peak"].startswith("skipped")
-    assert len(got) == 15
+    assert len(got) == 17
+
+
+def test_websocket_claims_are_skipped_without_websockets():
+    p = apply_overrides("stream-pinning", P, ["ws_streams=0"])
+    raw = Raw.of(tables={n: d["tables"] for n, d in good().items()},
+                 docs={n: d["docs"] for n, d in good().items()})
+    got = {c.id: c.verdict for c in EXPERIMENT.claims(p, EXPERIMENT.analyse(p, raw))}
+    assert got["ws-pinned-share"] == got["ws-max-age-share"] == "skipped: ws_streams=0"
+    assert got["pinned-share-at-tau"] == "holds"
