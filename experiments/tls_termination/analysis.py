@@ -175,6 +175,11 @@ def _specific(kind: str, p: Params, rows: list[dict], tls: dict, ev: dict, origi
             during = between(rows, e["fired"], e["done"])
             out["during_n"] = len(during)
             out["during_failed"] = sum(not ok(r) for r in during)
+            lost = [r["start_s"] for r in rows if not ok(r)]
+            # What the client saw: from its first to its last failed start, plus one
+            # schedule step (the gap the measured event time overstates by its polls).
+            out["client_gap_s"] = (round(max(lost) - min(lost) + 1 / p.rate, 4) if lost
+                                   else 0.0)
         return out
     if kind in ("sni", "sni-strict"):
         out = {}

@@ -217,9 +217,10 @@ def notes(p: Params, a: Analysis) -> list[str]:
            "1 h. Keys ECDSA P-256, one private CA per run (pki.py)."]
     if "restart" in v and "gap_s" in v["restart"]:
         m = v["restart"]
-        out.append(f"restart: the listener was gone {m['gap_s'] * 1000:.0f} ms (stop "
-                   f"{m['stop_s'] * 1000:.0f} ms); {m['failed']} handshakes failed, "
-                   f"{m['outcomes']}.")
+        out.append(f"restart: stop to listening took {m['gap_s'] * 1000:.0f} ms (stop "
+                   f"{m['stop_s'] * 1000:.0f} ms), the client saw failures over "
+                   f"{m.get('client_gap_s', 0) * 1000:.0f} ms; {m['failed']} handshakes "
+                   f"failed, {m['outcomes']}.")
     if "rotate-reload" in v and "event_s" in v["rotate-reload"]:
         out.append(f"rotate-reload: the master-worker reload took "
                    f"{v['rotate-reload']['event_s'] * 1000:.0f} ms to a new worker; "

@@ -281,6 +281,8 @@ def test_predictions_by_hand():
     assert found["restart-lost"].predicted == pytest.approx(10.0, abs=0.01)
     assert found["restart-lost"].tolerance == pytest.approx(5.0)
     assert found["restart-lost"].measured == 10
+    a = EXPERIMENT.analyse(P, raw_of(healthy()))
+    assert a.variants["restart"]["client_gap_s"] == pytest.approx(0.25)   # 10 x 0.025 s
     # expiry and staple instants: [0, 1 s + 1/40 s]
     assert (found["expiry-edge"].predicted, found["expiry-edge"].upper) == (0.0, 1.025)
     assert found["ocsp-stops-at"].upper == 1.025
