@@ -9,6 +9,13 @@ from typing import Any
 from lblab import claims as C
 from lblab.driver import Analysis
 
+UPSTREAM_REJECTS = {
+    "nul-in-value": "a NUL byte in a field value",
+    "chunk-bare-lf": "a chunk-size line ended by a bare LF",
+}
+"""Cases Debian's HAProxy 2.6.12 forwards that upstream HAProxy rejects since 2024
+(/work/shared/PLATFORM.md, "HAProxy 2.6.12 (Debian 12)")."""
+
 
 def _names(items: list[str]) -> str:
     return ", ".join(items) if items else "none"
@@ -129,6 +136,15 @@ def _restrict(a: Analysis) -> list[C.Claim]:
 def notes(p: Any, a: Analysis) -> list[str]:
     v = a.variants
     out = []
+    if "strict" in v:
+        exc = v["strict"]["rfc_exceptions"]
+        debian = [c for c in exc if c in UPSTREAM_REJECTS]
+        own = [c for c in exc if c not in UPSTREAM_REJECTS]
+        if debian:
+            what = "; ".join(UPSTREAM_REJECTS[c] for c in debian)
+            out.append(f"strict-rfc: {_names(debian)} ({what}) are where this Debian build "
+                       "differs from upstream HAProxy, which rejects them since 2024; the "
+                       f"other exceptions ({_names(own)}) are HAProxy 2.6's own reading")
     for name, m in v.items():
         if not m["proxied"]:
             for kind in p.backends:
