@@ -201,30 +201,43 @@ class Backend:
         return app
 
 
+async def serve_apps(data_app: web.Application, ip: str, port: int,
+                     control_app: web.Application, control_socket: str) -> None:
+    """Serve a workload's data plane on ip:port and its control plane on a unix socket
+    (mode 0600; none when the path is empty), until the process is stopped."""
+    data = web.AppRunner(data_app, access_log=None)
+    await data.setup()
+    await web.TCPSite(data, ip, port, backlog=1024).start()
+    if control_socket:
+        control = web.AppRunner(control_app, access_log=None)
+        await control.setup()
+        await web.UnixSite(control, control_socket).start()
+        os.chmod(control_socket, 0o600)
+    await asyncio.Event().wait()
+
+
+def run_config(argv: list[str], config: type, serve_fn) -> None:
+    """`python -m MODULE CONFIG.json`: build `config` from the JSON file, run serve_fn."""
+    with open(argv[1]) as f:
+        cfg = config(**json.load(f))
+    try:
+        run_loop(serve_fn(cfg))
+    except KeyboardInterrupt:
+        pass
+
+
 async def serve(cfg: BackendConfig) -> None:
     backend = Backend(cfg)
     if cfg.redis_url:
         import redis.asyncio as aioredis
 
         backend.redis = aioredis.from_url(cfg.redis_url)
-    data = web.AppRunner(backend.data_app(), access_log=None)
-    await data.setup()
-    await web.TCPSite(data, cfg.ip, cfg.port, backlog=1024).start()
-    if cfg.control_socket:
-        control = web.AppRunner(backend.control_app(), access_log=None)
-        await control.setup()
-        await web.UnixSite(control, cfg.control_socket).start()
-        os.chmod(cfg.control_socket, 0o600)
-    await asyncio.Event().wait()
+    await serve_apps(backend.data_app(), cfg.ip, cfg.port, backend.control_app(),
+                     cfg.control_socket)
 
 
 def main(argv: list[str]) -> None:
-    with open(argv[1]) as f:
-        cfg = BackendConfig(**json.load(f))
-    try:
-        run_loop(serve(cfg))
-    except KeyboardInterrupt:
-        pass
+    run_config(argv, BackendConfig, serve)
 
 
 if __name__ == "__main__":
