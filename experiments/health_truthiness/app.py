@@ -30,8 +30,6 @@ so checks are counted at the backend, not from the proxy's bookkeeping.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import random
 import sys
 import time
@@ -40,7 +38,7 @@ from dataclasses import asdict, dataclass, fields
 
 from aiohttp import web
 
-from lblab.workloads.loop import run_loop
+from lblab.workloads.backend import run_config, serve_apps
 
 SHARED_KEY = "inventory"
 LOCAL, SHARED = "local", "shared"
@@ -246,26 +244,9 @@ async def serve(cfg: AppConfig) -> None:
         if url:
             app.deps[which] = aioredis.from_url(url, socket_timeout=deadline,
                                                 socket_connect_timeout=deadline)
-    data = web.AppRunner(app.data_app(), access_log=None)
-    await data.setup()
-    await web.TCPSite(data, cfg.ip, cfg.port, backlog=1024).start()
     await asyncio.start_server(app.agent, cfg.ip, cfg.agent_port)
-    if cfg.control_socket:
-        control = web.AppRunner(app.control_app(), access_log=None)
-        await control.setup()
-        await web.UnixSite(control, cfg.control_socket).start()
-        os.chmod(cfg.control_socket, 0o600)
-    await asyncio.Event().wait()
-
-
-def main(argv: list[str]) -> None:
-    with open(argv[1]) as f:
-        cfg = AppConfig(**json.load(f))
-    try:
-        run_loop(serve(cfg))
-    except KeyboardInterrupt:
-        pass
+    await serve_apps(app.data_app(), cfg.ip, cfg.port, app.control_app(), cfg.control_socket)
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    run_config(sys.argv, AppConfig, serve)
