@@ -84,6 +84,11 @@ class Params:
         if self.dep_deadline_ms >= self.timeout_check_ms:
             return ("dep_deadline_ms must be below timeout_check_ms: /ready must answer 503 "
                     "before the check times out")
+        if "shared-blip" in self.faults and round(self.static_share * 10) == 0:
+            return "static_share must be at least 0.05 (shared-blip measures /static)"
+        if "intermittent" in self.faults and self.intermittent_p <= self.error_threshold:
+            return ("intermittent_p must exceed error_threshold (else the deep check's error "
+                    "rate never reaches it)")
         if self.settle_s < recovery_bound_s(self) + self.error_window_s:
             return (f"settle_s must be at least the recovery bound + error_window_s = "
                     f"{recovery_bound_s(self) + self.error_window_s:g} s")

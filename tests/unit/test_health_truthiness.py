@@ -135,6 +135,8 @@ def test_each_check_type_renders_its_haproxy_features():
     (["dep_deadline_ms=150"], "dep_deadline_ms must be below timeout_check_ms"),
     (["settle_s=1"], "settle_s must be at least"),
     (["faults=gray,nope"], "faults=nope is not one of"),
+    (["static_share=0.01"], "static_share must be at least 0.05"),
+    (["intermittent_p=0.1"], "intermittent_p must exceed error_threshold"),
     (["dep_fault=kill"], "dep_fault=kill is not one of"),
 ])
 def test_bad_parameters_are_one_line_usage_errors(sets, message):
