@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lblab import claims as C
 from lblab import metrics as M
 from lblab.driver import Analysis
 from lblab.raw import Raw, RawVariant
@@ -95,6 +96,21 @@ def predicted_share(p: Params, name: str, t: float, t_event: float | None,
         return round(model.pinned_share(p, t - t_event), 4)
     jitter = GRPC_JITTER if name == MAX_AGE else 0.0
     return round(model.max_age_share(p, t - opened, jitter) if t > t_event else 0.0, 4)
+
+
+def rebalanced_at(p: Params, rows: list[dict], share_key: str, n_key: str,
+                  t_event: float | None) -> float | None:
+    """Seconds after t_event from which every later row's new share is within 3 binomial
+    standard errors (of that row's count) of M/(N+M); None if the run never got there."""
+    if t_event is None:
+        return None
+    later = [r for r in rows if r["t"] >= t_event and r.get(share_key) is not None]
+    ok = [abs(r[share_key] - p.new_share) <= C.binomial_tolerance(p.new_share, r[n_key])
+          for r in later]
+    for i in range(len(later)):
+        if all(ok[i:]):
+            return round(later[i]["t"] - t_event, 4)
+    return None
 
 
 def sample_at(rows: list[dict], t: float, after: bool = False) -> dict | None:
@@ -217,7 +233,12 @@ def analyse(p: Params, raw: Raw) -> Analysis:
                         "first_wave": len(first_wave), **peak(first_wave, p.peak_window_s)})
         if t_event is not None and name in (LOSS, LOSS_BACKOFF):
             out.update(loss_metrics(p, streams, t_event))
+        if name in (PINNED, MAX_AGE, NO_JITTER):
+            out["rebalance_s"] = rebalanced_at(p, rows, "new_share_grpc", "total_grpc", t_event)
         variants[name] = out
+    if UNARY in variants:
+        variants[UNARY]["rebalance_s"] = rebalanced_at(
+            p, unary_series, "new_share", "calls", variants[UNARY]["t_event"])
     summary = {"new_share": p.new_share, "peak_window_s": p.peak_window_s,
                "balanced_by": {n: balanced_by(p, p.setting(n).jitter)
                                for n in (MAX_AGE, NO_JITTER)},
@@ -238,4 +259,5 @@ def predictions(p: Params) -> dict:
         "lost_streams": model.lost_streams(p),
         "backoff_peak_bound": model.peak_bound(round(model.lost_streams(p)), p.backoff_s,
                                                p.peak_window_s),
+        "rebalance_s": {n: model.rebalance_s(p, n) for n in (PINNED, UNARY, MAX_AGE, NO_JITTER)},
     }

@@ -22,7 +22,7 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from functools import lru_cache
 
-from .params import GRPC_JITTER, Params
+from .params import GRPC_JITTER, MAX_AGE, NO_JITTER, PINNED, UNARY, Params
 
 PEAK_QUANTILE = 0.997
 PEAK_TRIALS = 4000
@@ -86,3 +86,23 @@ def mean_reconnect_rate(p: Params) -> float:
 def lost_streams(p: Params) -> float:
     """Streams on the killed backend: round robin gave each of the N backends K/N."""
     return p.streams / p.backends
+
+
+def rebalance_s(p: Params, variant: str) -> float | None:
+    """When the new backends' share comes within 3 binomial standard errors (over K streams)
+    of M/(N+M), after t1: pinned, when q e^(-x/tau) falls to that tolerance, x = tau
+    ln(q / tol); unary at once (0); max-age when the first wave has replaced 1 - tol/q of the
+    streams (A (1 - j) + G + 2 j A (1 - tol/q) - t1; no jitter: A + G - t1)."""
+    from lblab.claims import binomial_tolerance
+
+    q = p.new_share
+    tol = binomial_tolerance(q, p.streams)
+    if variant == UNARY:
+        return 0.0
+    if variant == PINNED:
+        return p.lifetime_s * math.log(q / tol) if tol < q else 0.0
+    if variant in (MAX_AGE, NO_JITTER):
+        j = GRPC_JITTER if variant == MAX_AGE else 0.0
+        done = max(0.0, 1 - tol / q)
+        return p.age_s * (1 - j) + p.grace_s + 2 * j * p.age_s * done - p.t1
+    return None

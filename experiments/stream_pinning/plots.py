@@ -20,7 +20,7 @@ def _series(folder: Path, name: str) -> list[dict]:
 
 def plot(folder: Path, result: dict) -> list[Path]:
     made = [_new_share(folder, result), _per_backend(folder, result),
-            _reconnects(folder, result)]
+            _reconnects(folder, result), _rebalance(folder, result)]
     return [m for m in made if m is not None]
 
 
@@ -79,7 +79,7 @@ def _per_backend(folder: Path, result: dict) -> Path | None:
         _mark(ax, result, name)
         ax.set_title(name)
         ax.set_xlabel("seconds")
-    axes[0][0].set_ylabel("active streams, gRPC + WebSocket (backends' counts)")
+    axes[0][0].set_ylabel("active streams (backends' counts)")
     axes[0][0].legend(fontsize=7, ncol=2)
     fig.suptitle("Streams per backend (new backends dashed)")
     return plots.save(fig, folder / "per-backend-streams.png")
@@ -110,3 +110,25 @@ def _reconnects(folder: Path, result: dict) -> Path | None:
     axes[0][0].set_ylabel(f"reconnects per second ({w:g} s bins)")
     fig.suptitle("Reconnects per second: max-age with and without jitter, backend loss")
     return plots.save(fig, folder / "reconnects.png")
+
+
+def _rebalance(folder: Path, result: dict) -> Path | None:
+    predicted = result["analysis"]["predicted"].get("rebalance_s", {})
+    names = [n for n in (PINNED, UNARY, MAX_AGE, NO_JITTER) if n in result["variants"]]
+    if not names:
+        return None
+    fig, ax = plots.figure(6.5, 3.6)
+    xs = range(len(names))
+    measured = [result["variants"][n].get("rebalance_s") for n in names]
+    ax.bar([x - 0.2 for x in xs], [m if m is not None else 0 for m in measured], 0.4,
+           color=[plots.colour(list(VARIANTS), n) for n in names], label="measured")
+    ax.bar([x + 0.2 for x in xs], [predicted.get(n) or 0 for n in names], 0.4,
+           color="#bbbbbb", label="predicted")
+    for x, m in zip(xs, measured, strict=True):
+        if m is None:
+            ax.text(x - 0.2, 0, "never", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(list(xs), names)
+    ax.set_ylabel("seconds after t1")
+    ax.set_title("Time to rebalance: the new backends within 3 binomial errors of M/(N+M)")
+    ax.legend(fontsize=8)
+    return plots.save(fig, folder / "rebalance.png")

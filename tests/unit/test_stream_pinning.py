@@ -250,3 +250,29 @@ def test_websocket_claims_are_skipped_without_websockets():
     got = {c.id: c.verdict for c in EXPERIMENT.claims(p, EXPERIMENT.analyse(p, raw))}
     assert got["ws-pinned-share"] == got["ws-max-age-share"] == "skipped: ws_streams=0"
     assert got["pinned-share-at-tau"] == "holds"
+
+
+def test_time_to_rebalance_predicted_from_the_parameters():
+    tol = 3 * math.sqrt(0.4 * 0.6 / 60)  # 0.1897
+    assert model.rebalance_s(P, PINNED) == pytest.approx(4 * math.log(0.4 / tol))  # 2.98
+    assert model.rebalance_s(P, UNARY) == 0
+    assert model.rebalance_s(P, MAX_AGE) == pytest.approx(5.4 + 1 + 1.2 * (1 - tol / 0.4) - 2)
+    assert model.rebalance_s(P, NO_JITTER) == pytest.approx(5.0)
+
+
+def test_measured_time_to_rebalance():
+    raw = Raw.of(tables={n: d["tables"] for n, d in good().items()},
+                 docs={n: d["docs"] for n, d in good().items()})
+    v = EXPERIMENT.analyse(P, raw).variants
+    assert v[UNARY]["rebalance_s"] < 1
+    assert v[PINNED]["rebalance_s"] == pytest.approx(model.rebalance_s(P, PINNED), abs=0.6)
+    assert v[NO_JITTER]["rebalance_s"] == pytest.approx(5.0, abs=0.5)
+    stuck = verdicts_analysis({**good(), PINNED: with_samples(pinned_raw(), samples(
+        12, lambda t: 0))})
+    assert stuck[PINNED]["rebalance_s"] is None
+
+
+def verdicts_analysis(variants: dict) -> dict:
+    raw = Raw.of(tables={n: d["tables"] for n, d in variants.items()},
+                 docs={n: d["docs"] for n, d in variants.items()})
+    return EXPERIMENT.analyse(P, raw).variants
