@@ -20,7 +20,7 @@ Variants (one lab):
 Claims (claims.py) are predicted from the parameters: binomial shares, the mixture's p99 and
 mean, HAProxy's moving average over 512 requests, the SLO seconds the averages hide, a
 tracer sample's chance to hold the tail, and the closed/open-loop stall model (checked
-against the wrt2 README's example in the unit tests).
+against the wrk2 README's example in the unit tests).
 """
 
 from __future__ import annotations
