@@ -137,16 +137,24 @@ class StreamBackend:
 
     # -- WebSocket ------------------------------------------------------------------------
     async def ws(self, conn: websockets.ServerConnection) -> None:
+        """The name, heartbeats, and a close 1001 at the stream's age; a close by the client
+        ends it at once (not at the next heartbeat), so `active_ws` is what is open."""
         self.counts["active_ws"] += 1
         self.counts["opened_ws"] += 1
-        try:
+
+        async def send() -> None:
             await conn.send(self.cfg.name)
             async for _ in self.beats(self.app_deadline()):
                 await conn.send(".")
             await conn.close(1001, "max connection age")
-        except websockets.ConnectionClosed:
-            pass
+
+        sender, closed = asyncio.ensure_future(send()), asyncio.ensure_future(conn.wait_closed())
+        try:
+            await asyncio.wait({sender, closed}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            for task in (sender, closed):
+                task.cancel()
+            await asyncio.gather(sender, closed, return_exceptions=True)
             self.counts["active_ws"] -= 1
             self.counts["ended_ws"] += 1
 
