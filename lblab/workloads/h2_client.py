@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import csv
 import json
+import select
 import selectors
 import socket
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h2.config
@@ -37,6 +39,8 @@ import h11
 from lblab.results import atomic_write
 
 FIELDS = ["round", "stream", "t_s", "completion_ms", "conn_bytes", "body_bytes", "status"]
+SLOW_FIELDS = ["kind", "stream", "sent_s", "done_s", "completion_ms", "status"]
+MODES = ("h2", "h1", "slow-h2", "slow-h1")
 
 @dataclass
 class StreamsConfig:
@@ -56,6 +60,15 @@ class StreamsConfig:
     go: str = "go"
     start_file: str = ""
     go_timeout_s: float = 30.0
+    # -- mode slow-h2 / slow-h1: one slow upload, and siblings beside it ----------------
+    upload_bytes: int = 0
+    """The slow stream: a POST of this many bytes to `upload_path`."""
+    upload_path: str = "/upload"
+    upload_headers: dict = field(default_factory=dict)
+    siblings: int = 0
+    """GETs of `path` sent one every `sibling_every_s` from `sibling_start_s` on."""
+    sibling_every_s: float = 0.1
+    sibling_start_s: float = 0.3
 
 class StreamsFailed(Exception):
     pass
@@ -200,15 +213,165 @@ class H1Streams:
         for s in self.socks:
             s.close()
 
+def _headers(cfg: StreamsConfig, method: str, path: str, extra: dict) -> list:
+    return [(":method", method), (":path", path), (":scheme", "http"),
+            (":authority", f"{cfg.host}:{cfg.port}"),
+            *((k.lower(), str(v)) for k, v in extra.items())]
+
+
+def slow_h2(cfg: StreamsConfig, t0: float) -> list[dict]:
+    """One connection: stream 1 uploads `upload_bytes` as flow control allows; siblings are
+    sent on schedule on the same connection. Non-blocking, so a sibling's HEADERS never wait
+    in this client behind more than the upload's flow-control window (65,535 bytes)."""
+    sock = socket.create_connection((cfg.host, cfg.port), timeout=cfg.timeout_s)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(
+        client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+    conn.increment_flow_control_window(2 ** 30)
+    sock.setblocking(False)
+    out = bytearray(conn.data_to_send())
+    up = conn.get_next_available_stream_id()
+    conn.send_headers(up, _headers(cfg, "POST", cfg.upload_path,
+                                   {"content-length": cfg.upload_bytes,
+                                    **cfg.upload_headers}))
+    rows = {up: {"kind": "upload", "stream": 0, "sent_s": round(time.time() - t0, 4)}}
+    left = cfg.upload_bytes
+    chunk = b"x" * 16384
+    due = [t0 + cfg.sibling_start_s + k * cfg.sibling_every_s for k in range(cfg.siblings)]
+    done: set[int] = set()
+    deadline = time.monotonic() + cfg.timeout_s
+    while len(done) < len(rows) or due:
+        if time.monotonic() > deadline:
+            raise StreamsFailed(f"slow-h2: {len(rows) - len(done)} streams unfinished after "
+                                f"{cfg.timeout_s:g} s")
+        now = time.time()
+        while due and due[0] <= now:
+            due.pop(0)
+            sid = conn.get_next_available_stream_id()
+            conn.send_headers(sid, _headers(cfg, "GET", cfg.path, {}), end_stream=True)
+            rows[sid] = {"kind": "sibling", "stream": len(rows), "sent_s": round(now - t0, 4)}
+        while left and len(out) < 16384:
+            room = min(left, conn.local_flow_control_window(up), conn.max_outbound_frame_size)
+            if room <= 0:
+                break
+            left -= room
+            conn.send_data(up, chunk[:room] if room <= len(chunk) else b"x" * room,
+                           end_stream=not left)
+            out += conn.data_to_send()
+        out += conn.data_to_send()
+        wait = max(0.0005, min((due[0] - time.time()) if due else 0.05, 0.05))
+        ready_r, ready_w, _ = select.select([sock], [sock] if out else [], [], wait)
+        if ready_w and out:
+            try:
+                del out[:sock.send(out)]
+            except BlockingIOError:
+                pass
+        if not ready_r:
+            continue
+        data = sock.recv(65536)
+        if not data:
+            raise StreamsFailed("slow-h2: the connection closed")
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived):
+                rows[event.stream_id]["status"] = int(dict(event.headers).get(":status", 0))
+            elif isinstance(event, h2.events.DataReceived):
+                conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.StreamEnded):
+                row = rows[event.stream_id]
+                row["done_s"] = round(time.time() - t0, 4)
+                row["completion_ms"] = round((row["done_s"] - row["sent_s"]) * 1000, 3)
+                done.add(event.stream_id)
+            elif isinstance(event, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
+                raise StreamsFailed(f"slow-h2: {type(event).__name__} "
+                                    f"({getattr(event, 'error_code', '')})")
+    sock.close()
+    return list(rows.values())
+
+
+def _h1_request(cfg: StreamsConfig, method: str, path: str, body: int, headers: dict,
+                row: dict, t0: float) -> None:
+    with socket.create_connection((cfg.host, cfg.port), timeout=cfg.timeout_s) as s:
+        p = h11.Connection(h11.CLIENT)
+        hdrs = [("Host", f"{cfg.host}:{cfg.port}"), *((k, str(v)) for k, v in headers.items())]
+        if body:
+            hdrs.append(("Content-Length", str(body)))
+        s.sendall(p.send(h11.Request(method=method, target=path, headers=hdrs)))
+        chunk = b"x" * 65536
+        for at in range(0, body, len(chunk)):
+            s.sendall(p.send(h11.Data(data=chunk[:min(len(chunk), body - at)])))
+        s.sendall(p.send(h11.EndOfMessage()))
+        while True:
+            event = p.next_event()
+            if event is h11.NEED_DATA:
+                data = s.recv(65536)
+                if not data:
+                    raise StreamsFailed(f"slow-h1: {path}: closed before the answer ended")
+                p.receive_data(data)
+            elif isinstance(event, h11.Response):
+                row["status"] = event.status_code
+            elif isinstance(event, h11.EndOfMessage):
+                break
+    row["done_s"] = round(time.time() - t0, 4)
+    row["completion_ms"] = round((row["done_s"] - row["sent_s"]) * 1000, 3)
+
+
+def slow_h1(cfg: StreamsConfig, t0: float) -> list[dict]:
+    """The same on HTTP/1.1: the upload on its own connection, each sibling on its own."""
+    rows: list[dict] = []
+    errors: list[str] = []
+
+    def run_one(method: str, path: str, body: int, headers: dict, row: dict) -> None:
+        try:
+            _h1_request(cfg, method, path, body, headers, row, t0)
+        except (OSError, StreamsFailed, h11.ProtocolError) as exc:
+            errors.append(f"{row['kind']} {row['stream']}: {exc}")
+
+    threads = []
+    for k in range(cfg.siblings + 1):
+        if k:
+            at = t0 + cfg.sibling_start_s + (k - 1) * cfg.sibling_every_s
+            time.sleep(max(0.0, at - time.time()))  # the siblings' schedule
+        row = {"kind": "sibling" if k else "upload", "stream": k,
+               "sent_s": round(time.time() - t0, 4)}
+        rows.append(row)
+        args = (("GET", cfg.path, 0, {}) if k else
+                ("POST", cfg.upload_path, cfg.upload_bytes, cfg.upload_headers))
+        thread = threading.Thread(target=run_one, args=(*args, row), daemon=True)
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        thread.join(cfg.timeout_s)
+    if errors or any(t.is_alive() for t in threads):
+        raise StreamsFailed(f"slow-h1: {errors[0] if errors else 'a request did not end'}")
+    return rows
+
+
 def _row(number: int, stream: int, t_s: float, seconds: float, conn_bytes: int,
          body_bytes: int, status: int) -> dict:
     return {"round": number, "stream": stream, "t_s": round(t_s, 4),
             "completion_ms": round(seconds * 1000, 3), "conn_bytes": conn_bytes,
             "body_bytes": body_bytes, "status": status}
 
+def run_slow(cfg: StreamsConfig) -> dict:
+    t0 = time.time()
+    if cfg.start_file:
+        atomic_write(Path(cfg.start_file), repr(t0))
+    rows = (slow_h2 if cfg.mode == "slow-h2" else slow_h1)(cfg, t0)
+    with open(cfg.records, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=SLOW_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    summary = {"mode": cfg.mode, "origin_wall": t0, "records": len(rows)}
+    atomic_write(Path(cfg.summary), json.dumps(summary))
+    return summary
+
+
 def run(cfg: StreamsConfig) -> dict:
-    if cfg.mode not in ("h2", "h1"):
-        raise StreamsFailed(f"mode {cfg.mode!r} is not h2 or h1")
+    if cfg.mode not in MODES:
+        raise StreamsFailed(f"mode {cfg.mode!r} is not one of {', '.join(MODES)}")
+    if cfg.mode.startswith("slow-"):
+        return run_slow(cfg)
     client = H2Streams(cfg) if cfg.mode == "h2" else H1Streams(cfg)
     try:
         client.round(-1, time.time())  # warm-up: connections and backend pools are open
