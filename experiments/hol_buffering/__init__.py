@@ -10,6 +10,9 @@ Variants:
   loss-h2            S concurrent streams on ONE h2 connection, in rounds, while nftables in
                      c1 drops p of the proxy's packets; per-stream completion times
   loss-h1            the same S requests on S HTTP/1.1 connections
+  slow-h2            one h2 stream uploads to an upstream that stops reading for a while;
+                     sibling GETs on the same connection (through l7s)
+  slow-h1            the same with the upload and each sibling on its own connection
   buffer-haproxy     C uploads of B bytes (a ramp) through HAProxy: memory bounded by buffers
   buffer-tier        the same through the buffering tier: OOM-killed at the predicted upload
   buffer-max-body    the tier with a maximum body size (413)
@@ -28,7 +31,7 @@ from lblab.driver import Experiment, LabPlan, VariantPlan, VariantRun
 from lblab.lab import Lab
 
 from . import analysis, claims, model, plots
-from .params import LOSS_VARIANTS, Params, quick
+from .params import LOSS_VARIANTS, SLOW_VARIANTS, Params, quick
 
 
 class HolBuffering(Experiment):
@@ -51,6 +54,9 @@ class HolBuffering(Experiment):
                 # loss-free rounds take ms; a stalled round at least the minimum RTO
                 rounds_s = p.rounds * (p.gap_ms / 1000 + 0.7 * model.RTO_MIN_MS / 1000)
                 plans.append(VariantPlan(name, round(rounds_s + 2, 1), setting=name))
+            elif name in SLOW_VARIANTS:
+                plans.append(VariantPlan(name, round(p.slow_pause_ms / 1000 + 1.5, 1),
+                                         setting=name))
             else:
                 plans.append(VariantPlan(name, round(p.uploads * p.every_s + p.hold_s + 2, 1),
                                          setting=name))
@@ -72,6 +78,10 @@ class HolBuffering(Experiment):
             run.step(f"{v.name}: {p.rounds} rounds of {p.streams} streams, loss "
                      f"{p.loss_pct:g} %")
             env.measure_loss(mode, run)
+        elif v.name in SLOW_VARIANTS:
+            run.step(f"{v.name}: a {p.slow_upload_mib:g} MiB upload whose upstream pauses "
+                     f"{p.slow_pause_ms:g} ms, {p.siblings} siblings beside it")
+            env.measure_slow(v.name, run)
         else:
             run.step(f"{v.name}: {p.uploads} uploads of {p.body_mib:g} MiB, one every "
                      f"{p.every_s:g} s")

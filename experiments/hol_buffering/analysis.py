@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from experiments.hol_buffering import model
-from experiments.hol_buffering.params import BUFFER_VARIANTS, LOSS_VARIANTS, Params
+from experiments.hol_buffering.params import (
+    BUFFER_VARIANTS,
+    LOSS_VARIANTS,
+    SLOW_VARIANTS,
+    Params,
+)
 from lblab import metrics as M
 from lblab.driver import Analysis
 from lblab.raw import Raw, RawVariant
@@ -40,6 +45,26 @@ def _loss(p: Params, v: RawVariant) -> tuple[dict, list[dict]]:
     }
     series = [{"variant": v.name, "round": r["round"], "stream": r["stream"],
                "completion_ms": r["completion_ms"]} for r in rows]
+    return m, series
+
+
+def _slow(p: Params, v: RawVariant) -> tuple[dict, list[dict]]:
+    rows = v.table("slow")
+    doc = v.doc("slow")
+    upload = next(r for r in rows if r["kind"] == "upload")
+    pause_end = upload["sent_s"] + doc["pause_s"]
+    during = [r for r in rows if r["kind"] == "sibling" and r["sent_s"] < pause_end]
+    lat = [r["completion_ms"] for r in during]
+    m = {"siblings": len(during), "pause_end_s": pause_end,
+         "blocked": sum(r["done_s"] >= pause_end for r in during),
+         "blocked_share": M.share(during, lambda r: r["done_s"] >= pause_end),
+         **{f"sibling_{k}_ms": val for k, val in M.latency_percentiles(lat, (50, 99)).items()},
+         "upload_ms": upload["completion_ms"], "upload_status": upload.get("status"),
+         "ok_share": M.share(rows, lambda r: r.get("status") == 200),
+         "buffers": doc["buffers"],
+         "h2_headers_rcvd": v.doc("haproxy-frontend", {}).get("h2_headers_rcvd")}
+    series = [{"variant": v.name, "kind": r["kind"], "sent_s": r["sent_s"],
+               "done_s": r["done_s"], "completion_ms": r["completion_ms"]} for r in rows]
     return m, series
 
 
@@ -99,10 +124,16 @@ def analyse(p: Params, raw: Raw) -> Analysis:
     variants: dict[str, dict] = {}
     streams: list[dict] = []
     memory: list[dict] = []
+    slow: list[dict] = []
+    buffers = None
     for name, v in raw.items():
         if name in LOSS_VARIANTS:
             variants[name], rows = _loss(p, v)
             streams += rows
+        elif name in SLOW_VARIANTS:
+            variants[name], rows = _slow(p, v)
+            buffers = variants[name]["buffers"]
+            slow += rows
         elif name in BUFFER_VARIANTS:
             variants[name], rows = _uploads(p, v)
             memory += rows
@@ -119,6 +150,11 @@ def analyse(p: Params, raw: Raw) -> Analysis:
         "tier_kill_upload": model.tier_kill_upload(p.headroom_bytes, p.body_bytes),
         "haproxy_bound_bytes": model.haproxy_bound_bytes(p.uploads, p.bufsize),
         "headroom_bytes": p.headroom_bytes, "body_bytes": p.body_bytes,
+        "slow_pause_s": p.slow_pause_ms / 1000,
     }
-    series = {"streams": streams, "memory": memory, "stall_curve": curve}
+    if buffers is not None:
+        wmem, rmem = buffers["l7s"]["tcp_wmem"], buffers["b1"]["tcp_rmem"]
+        summary.update({"proxy_wmem_max": wmem, "upstream_rmem_max": rmem,
+                        "absorbed_bytes": model.absorbed_bytes(p.bufsize, wmem, rmem)})
+    series = {"streams": streams, "memory": memory, "slow": slow, "stall_curve": curve}
     return Analysis(variants, {k: s for k, s in series.items() if s}, summary)

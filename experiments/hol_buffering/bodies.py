@@ -3,7 +3,9 @@
     python -m experiments.hol_buffering.bodies CONFIG.json
 
 role "sink" (a backend): `POST /upload` reads the body at `read_bps` bytes/s, discarding it
-as it goes, then answers 200: a slow upstream, so uploads stay in flight for a while.
+as it goes, then answers 200: a slow upstream, so uploads stay in flight for a while. With a
+header `X-Pause-Ms: T` it reads nothing for T ms, then reads at full speed (a stalled
+upstream). Any request without a body is answered at once.
 role "tier" (a proxy that buffers): reads the WHOLE body into memory (one bytearray of
 Content-Length bytes, filled as it arrives) before it opens the upstream connection and
 forwards it; the body stays resident until the upstream has answered. Its memory is
@@ -66,7 +68,7 @@ class Server:
             _line, headers = await read_head(reader)
             length = int(headers.get("content-length", "0"))
             if self.cfg.role == "sink":
-                reply = await self.sink(reader, length)
+                reply = await self.sink(reader, length, headers)
             elif (refusal := self.refusal(length)) is not None:
                 # Answer at once, then read and discard the body (a lingering close, as
                 # nginx does), so the client reads the answer instead of a reset.
@@ -83,12 +85,18 @@ class Server:
         finally:
             writer.close()
 
-    async def sink(self, reader: asyncio.StreamReader, length: int) -> bytes:
+    async def sink(self, reader: asyncio.StreamReader, length: int,
+                   headers: dict[str, str]) -> bytes:
         loop = asyncio.get_running_loop()
+        pause_ms = float(headers.get("x-pause-ms", "0"))
+        if pause_ms:
+            # A stalled upstream: it reads nothing for a while, then at full speed.
+            await asyncio.sleep(pause_ms / 1000)
+        rate = 0.0 if pause_ms else self.cfg.read_bps
         start, got = loop.time(), 0
         while got < length:
             got += len(await reader.readexactly(min(CHUNK, length - got)))
-            ahead = start + got / self.cfg.read_bps - loop.time()
+            ahead = start + got / rate - loop.time() if rate else 0
             if ahead > 0:
                 await asyncio.sleep(ahead)  # the read rate: a slow upstream
         return response(200, "OK", f"read {got}\n")

@@ -71,6 +71,31 @@ def _floor(p: Params, a: Analysis) -> C.Claim:
     return C.at_least("stall-floor", statement, model.RTO_MIN_MS, min(lows) if lows else None)
 
 
+def _slow(p: Params, a: Analysis) -> list[C.Claim]:
+    upload = int(p.slow_upload_mib * (1 << 20))
+    s = a.summary
+    absorbed = s.get("absorbed_bytes")
+    room = (f"the path absorbs at most tcp_wmem max + tcp_rmem max + bufsize + window = "
+            f"{absorbed / (1 << 20):.1f} MiB" if absorbed else "the path's buffers")
+    s_h2 = (f"One h2 stream uploads {p.slow_upload_mib:g} MiB to an upstream that reads nothing "
+            f"for {p.slow_pause_ms:g} ms; HAProxy advertises a {model.H2_STREAM_WINDOW}-byte "
+            f"stream window but holds one {p.bufsize}-byte buffer, and {room}: its demuxer "
+            "stops, and every sibling sent during the pause waits for its end")
+    s_h1 = "On HTTP/1.1 (own connections) no sibling waits for the pause"
+    out = []
+    for cid, name, statement, shared in (("slow-h2-siblings-wait", "slow-h2", s_h2, True),
+                                         ("slow-h1-siblings-free", "slow-h1", s_h1, False)):
+        if why := C.missing_variants(a.variants, name):
+            out.append(C.skipped(cid, statement, why))
+            continue
+        predicted = model.siblings_blocked(upload, p.bufsize, s["proxy_wmem_max"],
+                                           s["upstream_rmem_max"], shared=shared)
+        out.append(C.near(cid, statement, predicted, a.variants[name]["blocked_share"], 0,
+                          note="measured: the share of siblings sent before the pause's end "
+                               "that were answered at or after it; exact"))
+    return out
+
+
 def _haproxy(p: Params, a: Analysis) -> list[C.Claim]:
     bound = model.haproxy_bound_bytes(p.uploads, p.bufsize)
     s_mem = (f"HAProxy streams bodies: its RSS grows by at most 2 C connections x 2 x "
@@ -125,6 +150,8 @@ def claims(p: Params, a: Analysis) -> list[C.Claim]:
     out: list[C.Claim] = []
     if {"loss-h2", "loss-h1"} & set(p.variants):
         out += [_loss_rate(p, a), _h2(p, a), _h1(p, a), _floor(p, a)]
+    if {"slow-h2", "slow-h1"} & set(p.variants):
+        out += _slow(p, a)
     if "buffer-haproxy" in p.variants:
         out += _haproxy(p, a)
     if "buffer-tier" in p.variants:

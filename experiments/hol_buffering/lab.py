@@ -93,6 +93,10 @@ class Env:
                                          (Server("b1", backend_ip(1), SINK_PORT),),
                                          timeout_connect_ms=3500)).start()
         self.sysctls = {k: lab.run("l7", ["sysctl", "-n", k]).strip() for k in RTO_ONLY_SYSCTLS}
+        # the socket buffers HAProxy l7s and the sink may use (max of tcp_wmem / tcp_rmem)
+        self.buffers = {node: {key: int(lab.run(node, ["sysctl", "-n", f"net.ipv4.{key}"])
+                                        .split()[-1]) for key in ("tcp_wmem", "tcp_rmem")}
+                        for node in ("l7s", "b1")}
 
     def _bodies(self, node: str, cfg: BodiesConfig, name: str = "") -> Any:
         path = self.lab.file(f"{name or node}-bodies.json")
@@ -148,6 +152,29 @@ class Env:
                                "rule": loss_ruleset(FRONT["l7"], p.loss_pct),
                                "proxy_sysctls": self.sysctls, "event": LOSS_ON})
         run.write_doc("haproxy-frontend", _frontend_h2(self.h2lb))
+
+    # -- slow stream -----------------------------------------------------------------------
+    def measure_slow(self, mode: str, run: VariantRun) -> None:
+        p, lab = self.p, self.lab
+        cfg = StreamsConfig(host=FRONT["l7s"], port=80, mode=mode, path="/",
+                            upload_bytes=int(p.slow_upload_mib * (1 << 20)),
+                            upload_headers={"X-Pause-Ms": str(int(p.slow_pause_ms))},
+                            siblings=p.siblings, sibling_every_s=p.sibling_every_s,
+                            sibling_start_s=p.sibling_start_s,
+                            timeout_s=p.slow_pause_ms / 1000 + 30,
+                            records=str(run.dir / "slow.csv"),
+                            summary=str(run.dir / "slow-summary.json"),
+                            start_file=str(run.start_clock().start_file))
+        path = lab.file(f"{run.plan.name}-slow.json")
+        path.write_text(json.dumps(asdict(cfg)))
+        proc = lab.spawn("c1", [sys.executable, "-m", "lblab.workloads.h2_client", str(path)],
+                         name=f"h2-client-{run.plan.name}")
+        code = proc.wait(timeout=cfg.timeout_s + 10)
+        if code != 0:
+            raise LabError(f"the slow-stream client failed (exit {code}); see its log")
+        run.write_doc("slow", {"pause_s": p.slow_pause_ms / 1000, "buffers": self.buffers,
+                               "bufsize": p.bufsize, "stream_window": model.H2_STREAM_WINDOW})
+        run.write_doc("haproxy-frontend", _frontend_h2(self.uplb))
 
     def proxy_tcp(self) -> dict[str, int]:
         """The proxy namespace's TCP counters (Tcp and TcpExt of /proc/net/snmp and

@@ -12,6 +12,15 @@ one round stall together (one loss stalls every later stream), so the sampling e
 h2 share is that of R rounds' stalled fractions, computed here exactly from the geometric
 position of a round's first loss.
 
+Slow stream. HAProxy 2.6 advertises a 65,535-byte window per h2 stream but keeps at most one
+tune.bufsize buffer per stream; when a stream's upstream stops reading, and the kernel's
+socket buffers toward it (at most tcp_wmem max + tcp_rmem max) are full, that stream's next
+DATA frame cannot be stored and the demultiplexer stops for the whole connection: every
+sibling sent meanwhile waits until the upstream reads again. Predicted: when the upload is
+larger than what the path can absorb (those socket buffers + bufsize + the stream window),
+every sibling sent during the pause is answered only after the pause; on HTTP/1.1 the
+siblings have their own connections and none waits.
+
 Buffering. A tier that buffers whole bodies holds k x B after k uploads have arrived; its
 limit is H above its memory at rest, so the kernel kills it during upload floor(H / B) + 1.
 HAProxy streams: each upload holds a client and a server connection, each with at most an
@@ -70,6 +79,22 @@ def h2_round_sd(p: float, body: int, streams: int) -> float:
 def h2_tolerance(p: float, body: int, streams: int, rounds: int, sigmas: float = 3.0) -> float:
     return max(sigmas * h2_round_sd(p, body, streams) / math.sqrt(rounds),
                1 / (streams * rounds))
+
+
+H2_STREAM_WINDOW = 65535
+"""HAProxy 2.6's initial h2 stream window (tune.h2.initial-window-size)."""
+
+
+def absorbed_bytes(bufsize: int, wmem_max: int, rmem_max: int) -> int:
+    """The most of one stream's upload the path can hold while its upstream reads nothing."""
+    return wmem_max + rmem_max + bufsize + H2_STREAM_WINDOW
+
+
+def siblings_blocked(upload_bytes: int, bufsize: int, wmem_max: int, rmem_max: int,
+                     shared: bool) -> float:
+    """Predicted share of the siblings sent during the pause that wait for its end."""
+    return 1.0 if shared and upload_bytes > absorbed_bytes(bufsize, wmem_max, rmem_max) \
+        else 0.0
 
 
 def tier_kill_upload(headroom_bytes: int, body_bytes: int) -> int:

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from lblab.params import param
 
 LOSS_VARIANTS = ("loss-h2", "loss-h1")
+SLOW_VARIANTS = ("slow-h2", "slow-h1")
 BUFFER_VARIANTS = ("buffer-haproxy", "buffer-tier", "buffer-max-body", "buffer-conc-limit")
-VARIANTS = LOSS_VARIANTS + BUFFER_VARIANTS
+VARIANTS = LOSS_VARIANTS + SLOW_VARIANTS + BUFFER_VARIANTS
 SAMPLE_S = 0.05
 """Memory sampling period (the cgroup's usage, HAProxy's RSS)."""
 LOSS_ON = "loss-on"
@@ -30,6 +31,16 @@ class Params:
                            "127): a loss is then a stall of >= the 200 ms minimum RTO, "
                            "visible at the lab's sub-millisecond RTT")
     gap_ms: float = param(20.0, "pause between rounds", min=0, max=1000)
+    # -- one slow stream beside its siblings ----------------------------------------------
+    slow_upload_mib: float = param(64.0, "the slow stream's upload (MiB): more than the "
+                                   "upstream's socket buffers can absorb", min=1, max=1024)
+    slow_pause_ms: float = param(2000.0, "how long the slow stream's upstream reads nothing",
+                                 min=200, max=30_000)
+    siblings: int = param(12, "sibling GETs sent while the upstream pauses", min=1, max=200)
+    sibling_every_s: float = param(0.1, "spacing of the siblings", min=0.01, max=5)
+    sibling_start_s: float = param(0.5, "when the first sibling leaves (after the slow "
+                                   "stream has filled the upstream's buffers)", min=0.05,
+                                   max=30)
     # -- buffering of large bodies ---------------------------------------------------------
     uploads: int = param(5, "C: concurrent uploads (a ramp: one every `every_s`)", min=2,
                          max=32)
@@ -55,6 +66,10 @@ class Params:
         if self.uploads <= self.headroom_bodies:
             raise UsageError(f"uploads: must exceed headroom_bodies ({self.headroom_bodies:g})"
                              " or the buffering tier is never killed")
+        last = self.sibling_start_s + (self.siblings - 1) * self.sibling_every_s
+        if last >= self.slow_pause_ms / 1000:
+            raise UsageError(f"siblings: the last one leaves at {last:g} s, after the "
+                             f"upstream's pause ({self.slow_pause_ms / 1000:g} s) ends")
         if self.hold_s <= self.uploads * self.every_s:
             raise UsageError(f"sink_mib_s: each body must stay in flight longer than the "
                              f"ramp ({self.uploads * self.every_s:g} s); it stays "
@@ -84,4 +99,4 @@ class Params:
 
 
 def quick() -> Params:
-    return Params(rounds=30, uploads=4)
+    return Params(rounds=40, uploads=4, slow_pause_ms=1500, siblings=8, sibling_start_s=0.4)

@@ -8,7 +8,7 @@ from pathlib import Path
 from lblab import plots
 from lblab.raw import read_table
 
-from .params import BUFFER_VARIANTS, LOSS_VARIANTS, VARIANTS
+from .params import BUFFER_VARIANTS, LOSS_VARIANTS, SLOW_VARIANTS, VARIANTS
 
 MIB = 1 << 20
 
@@ -23,6 +23,8 @@ def plot(folder: Path, result: dict) -> list[Path]:
     made = []
     if any(n in v for n in LOSS_VARIANTS):
         made += [_completion(folder, result), _stall_curve(folder, result)]
+    if any(n in v for n in SLOW_VARIANTS):
+        made.append(_slow(folder, result))
     if any(n in v for n in BUFFER_VARIANTS):
         made.append(_memory(folder, result))
     return made
@@ -73,6 +75,29 @@ def _stall_curve(folder: Path, result: dict) -> Path:
     ax.set_title("Stalled share vs loss: any lost segment before a stream's last byte")
     ax.legend(fontsize=8)
     return plots.save(fig, folder / "stall-vs-loss.png")
+
+
+def _slow(folder: Path, result: dict) -> Path:
+    v, p = result["variants"], result["params"]
+    rows = _series(folder, "slow")
+    fig, ax = plots.figure(8, 4.5)
+    for name in SLOW_VARIANTS:
+        if name not in v:
+            continue
+        colour = plots.colour(list(VARIANTS), name)
+        pts = [(r["sent_s"], r["completion_ms"]) for r in rows
+               if r["variant"] == name and r["kind"] == "sibling"]
+        ax.plot([t for t, _ in pts], [y for _, y in pts], "o-", ms=4, color=colour,
+                label=f"{name}: siblings ({v[name]['blocked']}/{v[name]['siblings']} wait)")
+        ax.axvline(v[name]["pause_end_s"], color=colour, ls=":", lw=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("sibling sent at (s after the slow upload started; dotted: upstream resumes)")
+    ax.set_ylabel("sibling completion time (ms, log)")
+    ax.set_title(f"A {p['slow_upload_mib']:g} MiB upload whose upstream pauses "
+                 f"{p['slow_pause_ms']:g} ms: siblings on the same h2 connection vs their own "
+                 "HTTP/1.1 connections", fontsize=9)
+    ax.legend(fontsize=8)
+    return plots.save(fig, folder / "slow-stream.png")
 
 
 def _memory(folder: Path, result: dict) -> Path:

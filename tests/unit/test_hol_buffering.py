@@ -49,6 +49,15 @@ def test_h2_round_sd_by_hand():
         3 * math.sqrt(second - mean ** 2) / 10)
 
 
+def test_slow_stream_prediction_by_hand():
+    absorbed = 4194304 + 6291456 + 16384 + 65535
+    assert model.absorbed_bytes(16384, 4194304, 6291456) == absorbed
+    assert model.siblings_blocked(absorbed + 1, 16384, 4194304, 6291456, shared=True) == 1.0
+    # an upload the path can absorb never stops the demuxer; own connections never wait
+    assert model.siblings_blocked(absorbed, 16384, 4194304, 6291456, shared=True) == 0.0
+    assert model.siblings_blocked(10 * absorbed, 16384, 4194304, 6291456, shared=False) == 0.0
+
+
 def test_buffering_predictions_by_hand():
     assert model.tier_kill_upload(int(2.5 * 8 * MIB), 8 * MIB) == 3
     assert model.tier_kill_upload(int(0.4 * 8 * MIB), 8 * MIB) == 1
@@ -61,6 +70,7 @@ def test_buffering_predictions_by_hand():
     ({"uploads": 2}, "uploads"),
     ({"sink_mib_s": 100.0}, "sink_mib_s"),
     ({"variants": ()}, "variants"),
+    ({"siblings": 40}, "siblings"),
 ])
 def test_bad_parameters_name_the_field(changes, field):
     with pytest.raises(UsageError, match=f"^{field}"):
@@ -171,12 +181,37 @@ def memory(alive_until: float | None) -> list[dict]:
              "alive": alive_until is None or t / 10 < alive_until} for t in range(20)]
 
 
+BUFFERS = {"l7s": {"tcp_wmem": 4194304, "tcp_rmem": 6291456},
+           "b1": {"tcp_wmem": 4194304, "tcp_rmem": 6291456}}
+
+
+def slow_rows(p: Params, *, blocked: int) -> list[dict]:
+    """The upload, then siblings during the pause: the first `blocked` answered only at its
+    end, the others at once."""
+    pause = p.slow_pause_ms / 1000
+    rows = [{"kind": "upload", "stream": 0, "sent_s": 0.001, "done_s": pause + 0.6,
+             "completion_ms": (pause + 0.6) * 1000, "status": 200}]
+    for k in range(p.siblings):
+        sent = p.sibling_start_s + k * p.sibling_every_s
+        done = pause + 0.012 if k < blocked else sent + 0.002
+        rows.append({"kind": "sibling", "stream": k + 1, "sent_s": sent, "done_s": done,
+                     "completion_ms": (done - sent) * 1000, "status": 200})
+    return rows
+
+
+def slow_doc(p: Params = P) -> dict:
+    return {"slow": {"pause_s": p.slow_pause_ms / 1000, "buffers": BUFFERS,
+                     "bufsize": p.bufsize, "stream_window": 65535}}
+
+
 def healthy(p: Params = P) -> dict:
     c, k = p.uploads, model.tier_kill_upload(p.headroom_bytes, p.body_bytes)
     return {
         "tables": {
             "loss-h2": {"streams": loss_rows(p, "h2")},
             "loss-h1": {"streams": loss_rows(p, "h1")},
+            "slow-h2": {"slow": slow_rows(p, blocked=p.siblings)},
+            "slow-h1": {"slow": slow_rows(p, blocked=0)},
             "buffer-haproxy": {"uploads": uploads([("ok", 200)] * c),
                                "memory": [{"t": 0.1 * i, "rss_bytes": 15 * MIB + 4096 * i,
                                            "pool_used_bytes": 10 ** 5 + 4096 * i,
@@ -191,6 +226,7 @@ def healthy(p: Params = P) -> dict:
         },
         "docs": {
             "loss-h2": loss_docs(), "loss-h1": loss_docs(),
+            "slow-h2": slow_doc(p), "slow-h1": slow_doc(p),
             "buffer-haproxy": {"haproxy-before": {"rss_bytes": 15 * MIB,
                                                   "pool_used_bytes": 10 ** 5}},
             "buffer-tier": tier_docs(1), "buffer-max-body": tier_docs(0),
@@ -203,7 +239,8 @@ def verdicts(data: dict, p: Params = P) -> dict[str, bool]:
     return {c.id: c.holds for c in claims(p, analyse(p, raw))}
 
 
-ALL = {"loss-rate", "h2-stalled-share", "h1-stalled-share", "stall-floor", "haproxy-memory",
+ALL = {"loss-rate", "h2-stalled-share", "h1-stalled-share", "stall-floor",
+       "slow-h2-siblings-wait", "slow-h1-siblings-free", "haproxy-memory",
        "haproxy-uploads", "tier-oom-at", "tier-oom-kill", "max-body-refuses",
        "max-body-no-oom", "conc-limit-refuses", "conc-limit-no-oom"}
 
@@ -228,6 +265,10 @@ def _inject(data: dict, variant: str, kind: str, value) -> dict:
                                            {"streams": loss_rows(P, "h2")})),
     ("stall-floor", lambda d: _inject(d, "loss-h1", "tables",
                                       {"streams": loss_rows(P, "h1", stall_ms=120.0)})),
+    ("slow-h2-siblings-wait", lambda d: _inject(d, "slow-h2", "tables",
+                                                {"slow": slow_rows(P, blocked=1)})),
+    ("slow-h1-siblings-free", lambda d: _inject(d, "slow-h1", "tables",
+                                                {"slow": slow_rows(P, blocked=P.siblings)})),
     ("haproxy-memory", lambda d: _inject(d, "buffer-haproxy", "tables", {"memory": [
         {"t": 0.1 * i, "rss_bytes": 15 * MIB + i * 8 * MIB, "pool_used_bytes": 1,
          "curr_conns": 4} for i in range(4)]})),
