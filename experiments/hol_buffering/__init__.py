@@ -31,7 +31,7 @@ from lblab.driver import Experiment, LabPlan, VariantPlan, VariantRun
 from lblab.lab import Lab
 
 from . import analysis, claims, model, plots
-from .params import LOSS_VARIANTS, SLOW_VARIANTS, Params, quick
+from .params import LOSS_VARIANTS, SLOW_VARIANTS, Params, loss_variants, quick
 
 
 class HolBuffering(Experiment):
@@ -49,12 +49,15 @@ class HolBuffering(Experiment):
 
     def variants(self, p: Params) -> list[VariantPlan]:
         plans = []
+        # loss-free rounds take ms; a stalled round at least the minimum RTO
+        rounds_s = p.rounds * (p.gap_ms / 1000 + 0.7 * model.RTO_MIN_MS / 1000)
+        for name, mode, pct in loss_variants(p):
+            plans.append(VariantPlan(name, round(rounds_s + 2, 1),
+                                     setting={"mode": mode, "loss_pct": pct}))
         for name in p.variants:
             if name in LOSS_VARIANTS:
-                # loss-free rounds take ms; a stalled round at least the minimum RTO
-                rounds_s = p.rounds * (p.gap_ms / 1000 + 0.7 * model.RTO_MIN_MS / 1000)
-                plans.append(VariantPlan(name, round(rounds_s + 2, 1), setting=name))
-            elif name in SLOW_VARIANTS:
+                continue
+            if name in SLOW_VARIANTS:
                 plans.append(VariantPlan(name, round(p.slow_pause_ms / 1000 + 1.5, 1),
                                          setting=name))
             else:
@@ -73,11 +76,10 @@ class HolBuffering(Experiment):
         return Env(lab, p, rep.seed)
 
     def measure(self, env: Any, p: Params, v: VariantPlan, run: VariantRun) -> None:
-        if v.name in LOSS_VARIANTS:
-            mode = "h2" if v.name == "loss-h2" else "h1"
+        if v.name.partition("@")[0] in LOSS_VARIANTS:
             run.step(f"{v.name}: {p.rounds} rounds of {p.streams} streams, loss "
-                     f"{p.loss_pct:g} %")
-            env.measure_loss(mode, run)
+                     f"{v.setting['loss_pct']:g} %")
+            env.measure_loss(v.setting["mode"], run, v.setting["loss_pct"])
         elif v.name in SLOW_VARIANTS:
             run.step(f"{v.name}: a {p.slow_upload_mib:g} MiB upload whose upstream pauses "
                      f"{p.slow_pause_ms:g} ms, {p.siblings} siblings beside it")

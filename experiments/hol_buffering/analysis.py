@@ -39,6 +39,7 @@ def _loss(p: Params, v: RawVariant) -> tuple[dict, list[dict]]:
         "stalled_p5_ms": M.quantile(stalled, 0.05),
         "packets_seen": loss["seen"], "packets_dropped": loss["dropped"],
         "drop_share": loss["dropped"] / loss["seen"] if loss["seen"] else None,
+        "loss_pct": loss["loss_pct"], "mode": v.name.partition("@")[0].removeprefix("loss-"),
         "round_bytes_mean": sum(last.values()) / len(last) if last else None,
         "h2_headers_rcvd": front.get("h2_headers_rcvd"),
         "proxy_sysctls": loss.get("proxy_sysctls", {}),
@@ -127,7 +128,7 @@ def analyse(p: Params, raw: Raw) -> Analysis:
     slow: list[dict] = []
     buffers = None
     for name, v in raw.items():
-        if name in LOSS_VARIANTS:
+        if name.partition("@")[0] in LOSS_VARIANTS:
             variants[name], rows = _loss(p, v)
             streams += rows
         elif name in SLOW_VARIANTS:
@@ -140,7 +141,7 @@ def analyse(p: Params, raw: Raw) -> Analysis:
     pct = p.loss_pct / 100
     curve = [{"loss_pct": q, "h1": model.stall_h1(q / 100, p.response_bytes),
               "h2": model.stall_h2(q / 100, p.response_bytes, p.streams)}
-             for q in sorted({*CURVE_PCT, p.loss_pct})]
+             for q in sorted({*CURVE_PCT, p.loss_pct, *p.sweep_pcts})]
     summary = {
         "stall_ms": STALL_MS, "rto_min_ms": model.RTO_MIN_MS,
         "predicted_stall_h1": model.stall_h1(pct, p.response_bytes),

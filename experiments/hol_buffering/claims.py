@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from experiments.hol_buffering import model
 from experiments.hol_buffering.analysis import STALL_MS
-from experiments.hol_buffering.params import Params
+from experiments.hol_buffering.params import Params, loss_variants
 from lblab import claims as C
 from lblab.driver import Analysis
 
@@ -25,37 +25,36 @@ def _loss_rate(p: Params, a: Analysis) -> C.Claim:
                   note=f"tolerance: 3 binomial standard errors of {seen} packets")
 
 
-def _h2(p: Params, a: Analysis) -> C.Claim:
-    q = p.loss_pct / 100
-    ks = model.h2_segments(p.response_bytes, p.streams)
-    predicted = model.stall_h2(q, p.response_bytes, p.streams)
-    statement = (f"On one h2 connection a stream stalls when any segment before its last byte "
-                 f"is lost: the j-th of S = {p.streams} finishes in segment k_j = "
-                 f"{ks[0]}..{ks[-1]}, mean of 1 - (1 - p)^k_j = {predicted:.3f} of streams "
-                 f"stall (> {STALL_MS:g} ms)")
-    if why := C.missing_variants(a.variants, "loss-h2"):
-        return C.skipped("h2-stalled-share", statement, why)
-    m = a.variants["loss-h2"]
-    tol = model.h2_tolerance(q, p.response_bytes, p.streams, m["rounds"])
-    return C.near("h2-stalled-share", statement, predicted, m["stalled_share"], tol,
-                  note=f"tolerance: 3 standard errors of the mean of {m['rounds']} rounds' "
-                       "stalled fractions (a round's streams stall together: the variance "
-                       "of #{j: k_j >= first lost segment} / S, exact for geometric losses)")
-
-
-def _h1(p: Params, a: Analysis) -> C.Claim:
-    q = p.loss_pct / 100
-    seg = model.h1_segments(p.response_bytes)
-    predicted = model.stall_h1(q, p.response_bytes)
-    statement = (f"On its own HTTP/1.1 connection a stream stalls only when one of its own "
-                 f"{seg} segments is lost: 1 - (1 - p)^{seg} = {predicted:.3f} of streams")
-    if why := C.missing_variants(a.variants, "loss-h1"):
-        return C.skipped("h1-stalled-share", statement, why)
-    m = a.variants["loss-h1"]
-    return C.near("h1-stalled-share", statement, predicted, m["stalled_share"],
-                  C.binomial_tolerance(predicted, m["streams"]),
-                  note=f"tolerance: 3 binomial standard errors of {m['streams']} streams "
-                       "(connections lose packets independently)")
+def _share(p: Params, a: Analysis, name: str, mode: str, pct: float) -> C.Claim:
+    q = pct / 100
+    suffix = "" if pct == p.loss_pct else f"@{pct:g}"
+    cid = f"{mode}-stalled-share{suffix}"
+    if mode == "h2":
+        ks = model.h2_segments(p.response_bytes, p.streams)
+        predicted = model.stall_h2(q, p.response_bytes, p.streams)
+        statement = (f"At p = {pct:g} %, on one h2 connection a stream stalls when any segment "
+                     f"before its last byte is lost: the j-th of S = {p.streams} finishes in "
+                     f"segment k_j = {ks[0]}..{ks[-1]}, mean of 1 - (1 - p)^k_j = "
+                     f"{predicted:.3f} of streams stall (> {STALL_MS:g} ms)")
+    else:
+        seg = model.h1_segments(p.response_bytes)
+        predicted = model.stall_h1(q, p.response_bytes)
+        statement = (f"At p = {pct:g} %, on its own HTTP/1.1 connection a stream stalls only "
+                     f"when one of its own {seg} segments is lost: 1 - (1 - p)^{seg} = "
+                     f"{predicted:.3f} of streams")
+    if why := C.missing_variants(a.variants, name):
+        return C.skipped(cid, statement, why)
+    m = a.variants[name]
+    if mode == "h2":
+        tol = model.h2_tolerance(q, p.response_bytes, p.streams, m["rounds"])
+        note = (f"tolerance: 3 standard errors of the mean of {m['rounds']} rounds' stalled "
+                "fractions (a round's streams stall together: the variance of #{j: k_j >= "
+                "first lost segment} / S, exact for geometric losses)")
+    else:
+        tol = C.binomial_tolerance(predicted, m["streams"])
+        note = (f"tolerance: 3 binomial standard errors of {m['streams']} streams "
+                "(connections lose packets independently)")
+    return C.near(cid, statement, predicted, m["stalled_share"], tol, note=note)
 
 
 def _floor(p: Params, a: Analysis) -> C.Claim:
@@ -149,7 +148,9 @@ def _mitigation(p: Params, a: Analysis, name: str) -> list[C.Claim]:
 def claims(p: Params, a: Analysis) -> list[C.Claim]:
     out: list[C.Claim] = []
     if {"loss-h2", "loss-h1"} & set(p.variants):
-        out += [_loss_rate(p, a), _h2(p, a), _h1(p, a), _floor(p, a)]
+        out.append(_loss_rate(p, a))
+        out += [_share(p, a, name, mode, pct) for name, mode, pct in loss_variants(p)]
+        out.append(_floor(p, a))
     if {"slow-h2", "slow-h1"} & set(p.variants):
         out += _slow(p, a)
     if "buffer-haproxy" in p.variants:

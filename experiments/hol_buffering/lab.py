@@ -107,7 +107,7 @@ class Env:
         return proc
 
     # -- loss ------------------------------------------------------------------------------
-    def measure_loss(self, mode: str, run: VariantRun) -> None:
+    def measure_loss(self, mode: str, run: VariantRun, loss_pct: float) -> None:
         p, lab = self.p, self.lab
         tag = "streams"
         cfg = StreamsConfig(host=FRONT["l7"], port=80, mode=mode, streams=p.streams,
@@ -134,7 +134,7 @@ class Env:
 
         wait_until(ready, timeout=20, what="the stream client's warm-up round")
         before = self.proxy_tcp()
-        lab.run("c1", ["nft", "-f", "-"], stdin=loss_ruleset(FRONT["l7"], p.loss_pct))
+        lab.run("c1", ["nft", "-f", "-"], stdin=loss_ruleset(FRONT["l7"], loss_pct))
         try:
             Path(cfg.go).write_text("go")
             bound = p.rounds * (cfg.timeout_s / 4 + cfg.gap_s) + 30
@@ -148,8 +148,8 @@ class Env:
         after = self.proxy_tcp()
         run.write_doc("proxy-tcp", {k: after[k] - before.get(k, 0) for k in after})
         seen, dropped = nft_counters(listing)
-        run.write_doc("loss", {"seen": seen, "dropped": dropped, "loss_pct": p.loss_pct,
-                               "rule": loss_ruleset(FRONT["l7"], p.loss_pct),
+        run.write_doc("loss", {"seen": seen, "dropped": dropped, "loss_pct": loss_pct,
+                               "rule": loss_ruleset(FRONT["l7"], loss_pct),
                                "proxy_sysctls": self.sysctls, "event": LOSS_ON})
         run.write_doc("haproxy-frontend", _frontend_h2(self.h2lb))
 

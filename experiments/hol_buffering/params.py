@@ -26,6 +26,9 @@ class Params:
                                 max=1 << 20)
     loss_pct: float = param(2.0, "p: share of the client's incoming packets dropped "
                             "(nftables numgen random, in %)", min=0.01, max=20)
+    sweep_pcts: tuple[float, ...] = param((0.5, 5.0), "more loss rates for the stalled-share "
+                                          "curve: each adds loss-h2@P and loss-h1@P", min=0.01,
+                                          max=20)
     rto_only: bool = param(True, "the proxy's namespace recovers every loss by the "
                            "retransmission timeout (no RACK, no tail loss probe, dupthresh "
                            "127): a loss is then a stall of >= the 200 ms minimum RTO, "
@@ -98,5 +101,18 @@ class Params:
         return self.body_bytes // 2
 
 
+def loss_variants(p: Params) -> list[tuple[str, str, float]]:
+    """(variant, h2 or h1, loss %) of every loss variant a run with these parameters has:
+    `loss-h2` / `loss-h1` at loss_pct, and `loss-h2@P` / `loss-h1@P` for each P of the sweep."""
+    out = []
+    for name in LOSS_VARIANTS:
+        if name in p.variants:
+            mode = name.removeprefix("loss-")
+            out.append((name, mode, p.loss_pct))
+            out += [(f"{name}@{q:g}", mode, q) for q in p.sweep_pcts if q != p.loss_pct]
+    return out
+
+
 def quick() -> Params:
-    return Params(rounds=40, uploads=4, slow_pause_ms=1500, siblings=8, sibling_start_s=0.4)
+    return Params(rounds=40, sweep_pcts=(), uploads=4, slow_pause_ms=1500, siblings=8,
+                  sibling_start_s=0.4)

@@ -21,7 +21,7 @@ def _series(folder: Path, name: str) -> list[dict]:
 def plot(folder: Path, result: dict) -> list[Path]:
     v = result["variants"]
     made = []
-    if any(n in v for n in LOSS_VARIANTS):
+    if any(n.partition("@")[0] in LOSS_VARIANTS for n in v):
         made += [_completion(folder, result), _stall_curve(folder, result)]
     if any(n in v for n in SLOW_VARIANTS):
         made.append(_slow(folder, result))
@@ -48,27 +48,36 @@ def _completion(folder: Path, result: dict) -> Path:
     ax.set_xscale("log")
     ax.set_xlabel("per-stream completion time (ms, log)")
     ax.set_ylabel("share of streams at or below")
-    ax.set_title(f"S = {p['streams']} streams, {p['response_bytes']} B each, loss "
-                 f"{p['loss_pct']:g} %: one h2 connection vs S HTTP/1.1 connections "
-                 "(dashed: 1 - predicted stall share)", fontsize=9)
+    ax.set_title(f"S = {p['streams']} streams of {p['response_bytes']} B, loss "
+                 f"{p['loss_pct']:g} %: one h2 connection vs S HTTP/1.1 connections\n"
+                 "(dashed: 1 - predicted stalled share)", fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     return plots.save(fig, folder / "completion-times.png")
 
 
 def _stall_curve(folder: Path, result: dict) -> Path:
-    v, p = result["variants"], result["params"]
+    v = result["variants"]
     curve = _series(folder, "stall_curve")
     claims = {c["id"]: c for c in result["claims"]}
     fig, ax = plots.figure(7, 4.2)
-    for key, name, cid in (("h2", "loss-h2", "h2-stalled-share"),
-                           ("h1", "loss-h1", "h1-stalled-share")):
-        colour = plots.colour(list(VARIANTS), name)
-        ax.plot([r["loss_pct"] for r in curve], [r[key] for r in curve], color=colour,
-                lw=1.4, label=f"{key} predicted")
-        if name in v:
-            tol = claims.get(cid, {}).get("tolerance_value") or 0
-            ax.errorbar([p["loss_pct"]], [v[name]["stalled_share"]], yerr=[tol], fmt="o",
-                        color=colour, capsize=4, label=f"{key} measured (± tolerance)")
+    for mode in ("h2", "h1"):
+        colour = plots.colour(list(VARIANTS), f"loss-{mode}")
+        ax.plot([r["loss_pct"] for r in curve], [r[mode] for r in curve], color=colour,
+                lw=1.4, label=f"{mode} predicted")
+        first = True
+        for name, m in v.items():
+            if m.get("mode") != mode:
+                continue
+            suffix = name.partition("@")[2]
+            claim = claims.get(f"{mode}-stalled-share" + (f"@{suffix}" if suffix else ""), {})
+            if claim.get("predicted") is not None:
+                ax.errorbar([m["loss_pct"]], [claim["predicted"]],
+                            yerr=[claim.get("tolerance_value") or 0], fmt="none",
+                            color=colour, capsize=5, alpha=0.6,
+                            label=f"{mode}: predicted ± tolerance" if first else None)
+            ax.plot([m["loss_pct"]], [m["stalled_share"]], "o", color=colour,
+                    label=f"{mode} measured" if first else None)
+            first = False
     ax.set_xscale("log")
     ax.set_xlabel("loss p (%)")
     ax.set_ylabel("share of streams stalled")
@@ -94,8 +103,8 @@ def _slow(folder: Path, result: dict) -> Path:
     ax.set_xlabel("sibling sent at (s after the slow upload started; dotted: upstream resumes)")
     ax.set_ylabel("sibling completion time (ms, log)")
     ax.set_title(f"A {p['slow_upload_mib']:g} MiB upload whose upstream pauses "
-                 f"{p['slow_pause_ms']:g} ms: siblings on the same h2 connection vs their own "
-                 "HTTP/1.1 connections", fontsize=9)
+                 f"{p['slow_pause_ms']:g} ms:\nsiblings on the same h2 connection vs on their "
+                 "own HTTP/1.1 connections", fontsize=9)
     ax.legend(fontsize=8)
     return plots.save(fig, folder / "slow-stream.png")
 

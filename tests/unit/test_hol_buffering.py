@@ -84,7 +84,8 @@ def test_mitigation_settings_follow_the_parameters():
 
 def test_plan_names_every_variant():
     names = [v.name for v in EXPERIMENT.variants(Params())]
-    assert names == list(Params().variants)
+    assert names == ["loss-h2", "loss-h2@0.5", "loss-h2@5", "loss-h1", "loss-h1@0.5",
+                     "loss-h1@5", *Params().variants[2:]]
     assert all(v.seconds > 0 for v in EXPERIMENT.variants(P))
 
 
@@ -157,7 +158,7 @@ def loss_rows(p: Params, mode: str, *, hol: bool = True, stall_ms: float = 210.0
 
 
 def loss_docs(seen: int = 20000, dropped: int | None = None) -> dict:
-    return {"loss": {"seen": seen, "dropped": round(seen * P.loss_pct / 100)
+    return {"loss": {"seen": seen, "loss_pct": P.loss_pct, "dropped": round(seen * P.loss_pct / 100)
                      if dropped is None else dropped, "proxy_sysctls": {}},
             "haproxy-frontend": {"h2_headers_rcvd": 100}}
 
@@ -288,6 +289,23 @@ def test_each_claim_fails_with_its_failure_injected(claim, failure):
     got = verdicts(failure(healthy()))
     assert got[claim] is False
     assert sum(not v for v in got.values()) == 1, {k: v for k, v in got.items() if not v}
+
+
+def test_a_loss_sweep_adds_a_variant_and_a_claim_per_rate():
+    p = dataclasses.replace(P, sweep_pcts=(0.5, 2.0, 5.0), rounds=200)
+    names = [v.name for v in EXPERIMENT.variants(p)]
+    assert names[:6] == ["loss-h2", "loss-h2@0.5", "loss-h2@5", "loss-h1", "loss-h1@0.5",
+                         "loss-h1@5"]
+    data = healthy(p)
+    for name in ("loss-h2@5", "loss-h1@5"):
+        at5 = dataclasses.replace(p, loss_pct=5.0)
+        data["tables"][name] = {"streams": loss_rows(at5, name[5:7])}
+        data["docs"][name] = {"loss": {"seen": 20000, "dropped": 1000, "loss_pct": 5.0}}
+    got = {c.id: c for c in claims(p, analyse(p, Raw.of(tables=data["tables"],
+                                                        docs=data["docs"])))}
+    assert got["h2-stalled-share@5"].holds and got["h1-stalled-share@5"].holds
+    assert got["h2-stalled-share@5"].predicted == pytest.approx(model.stall_h2(0.05, 4096, 16))
+    assert got["h2-stalled-share@0.5"].skipped  # not run
 
 
 def test_claims_are_skipped_for_variants_not_run():
