@@ -129,3 +129,25 @@ def test_the_same_sweep_on_this_machine_then_resumed(tmp_path, capsys):
     assert [(out / p / EXP / "result.json").stat().st_mtime_ns for p in POINTS] == stamps
     state = json.loads((out / "sweep.json").read_text())
     assert [p["status"] for p in state["points"]] == ["kept", "kept"]
+
+
+def test_a_point_past_its_time_limit_is_stopped_retried_once_and_the_rest_goes_on(
+        scheduler, tmp_path, monkeypatch):
+    from lblab import sweep
+
+    planned = sweep.time_limit_s
+    monkeypatch.setattr(sweep, "time_limit_s",
+                        lambda p: 4.0 if p.name == "routers=3" else planned(p))
+    out = tmp_path / "sweep-timeout"
+    code = main(["sweep", EXP, "--quick", "--grid", "routers=3,2", "--out", str(out),
+                 "--lab", "mig-sweep-it", "--scheduler", scheduler])
+    state = json.loads((out / "sweep.json").read_text())
+    by_name = {p["name"]: p for p in state["points"]}
+    late, fine = by_name["routers=3"], by_name["routers=2"]
+    assert (late["status"], late["attempts"], late["code"]) == ("failed", 2, 3), late
+    assert "timed out" in late["message"]
+    assert fine["status"] == "done", "the sweep went on after the failed point"
+    assert code == 3
+    assert not (out / "routers=3" / EXP / "result.json").exists()
+    assert "timed out" in (out / "index.html").read_text()
+    # the lab_home fixture then checks that the stopped runs left no lab behind
