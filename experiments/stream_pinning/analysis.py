@@ -229,7 +229,11 @@ def analyse(p: Params, raw: Raw) -> Analysis:
         if t_event is not None and name in (MAX_AGE, NO_JITTER):
             by = t_event - p.t1 + balanced_by(p, p.setting(name).jitter) + p.sample_s
             first_wave = reconnects(streams, gen=1)
+            calm = p.age_s * (1 - p.setting(name).jitter) + p.grace_s
+            idle = [r["new_share_grpc"] for r in rows
+                    if t_event < r["t"] < calm and r["new_share_grpc"] is not None]
             out.update({**shares("balanced", sample_at(rows, by, after=True)),
+                        "idle_samples": len(idle), "idle_share_max": max(idle, default=None),
                         "first_wave": len(first_wave), **peak(first_wave, p.peak_window_s)})
         if t_event is not None and name in (LOSS, LOSS_BACKOFF):
             out.update(loss_metrics(p, streams, t_event))

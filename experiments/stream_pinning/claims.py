@@ -90,6 +90,13 @@ def claims(p: Params, a: Analysis) -> list[C.Claim]:
                    f"slack: 3 binomial errors over K; unary measured "
                    f"{v[UNARY].get('share_first_s')} in the same second")),
     ]
+    out.append(_claim(
+        v, (MAX_AGE,), "pinned-without-lifetime",
+        s12 := ("streams with no lifetime stay where they are: from t1 until the first age-out "
+                f"(0.9 A + G = {0.9 * p.age_s + p.grace_s:g} s) the new backends hold none"),
+        lambda: C.at_most("pinned-without-lifetime", s12, 0.0, v[MAX_AGE].get("idle_share_max"),
+                          0, f"the largest new share over {v[MAX_AGE].get('idle_samples')} "
+                          "samples; nothing ends, nothing arrives, so exactly 0")))
     for name, rule in ((MAX_AGE, "t1 + 1.1 A + G"), (NO_JITTER, "t1 + A + G")):
         stmt = (f"{name}: balanced at M/(N+M) by {rule} = "
                 f"{balanced_by(p, p.setting(name).jitter):g} s (the first sample after it)")

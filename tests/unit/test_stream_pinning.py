@@ -198,7 +198,7 @@ def verdicts(variants: dict) -> dict[str, str]:
 
 def test_every_claim_holds_on_a_run_that_behaves_as_predicted():
     got = verdicts(good())
-    assert len(got) == 17
+    assert len(got) == 18
     assert all(v == "holds" for v in got.values()), got
 
 
@@ -213,6 +213,10 @@ def test_every_claim_holds_on_a_run_that_behaves_as_predicted():
     (UNARY, unary_raw(new_ok=False), {"unary-share", "unary-share-first-second"}),
     (MAX_AGE, max_age_raw(0.1, balance=False), {"max-age-balanced", "ws-max-age-share"}),
     (MAX_AGE, max_age_raw(0.0), {"jitter-peak"}),
+    (MAX_AGE, with_samples(max_age_raw(0.1), [
+        dict(r, b4_active_grpc=1, b1_active_grpc=r["b1_active_grpc"] - 1) if 3 <= r["t"] <= 4
+        else r for r in max_age_raw(0.1)["tables"]["samples"]]),
+     {"pinned-without-lifetime"}),  # a stream on a new backend before any aged out
     (NO_JITTER, max_age_raw(0.1), {"no-jitter-peak"}),
     (NO_JITTER, max_age_raw(0.0, balance=False), {"max-age-no-jitter-balanced"}),
     (LOSS, loss_raw(False, reconnect=False), {"backend-loss-reconnected-1s",
@@ -240,7 +244,7 @@ def test_claims_of_variants_not_run_are_skipped():
     assert got["unary-share"] == "holds"
     assert got["pinned-vs-unary"].startswith("skipped") and \
         got["jitter-peak"].startswith("skipped")
-    assert len(got) == 17
+    assert len(got) == 18
 
 
 def test_websocket_claims_are_skipped_without_websockets():
