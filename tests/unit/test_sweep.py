@@ -74,6 +74,21 @@ def _fast_connect(address, wait_s=10.0):
     return _real_connect(address, wait_s=1.0)
 
 
+def test_a_scheduler_without_a_lab_worker_is_refused(capsys, tmp_path, monkeypatch):
+    from distributed import LocalCluster
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sweep, "connect", _fast_connect)
+    with LocalCluster(n_workers=1, processes=False, protocol="tcp", host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        code = main(["sweep", EXP, "--grid", "routers=2,3", "--out", "sw",
+                     "--scheduler", cluster.scheduler_address])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert "no worker offers the resource lab=1" in err and len(err.splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_grid_is_the_cartesian_product_in_grid_order():
     plan = sweep.plan_sweep(EXP, ["routers=2,3", "rate=50,100.0"], ["backends=2"], quick=True)
     assert [p.name for p in plan.points] == [
@@ -240,13 +255,17 @@ def test_run_point_bounds_the_run_and_returns_its_folder(monkeypatch):
 
 
 def test_run_point_stops_a_run_past_its_time_limit(monkeypatch):
-    import sys
-
     monkeypatch.setattr(sweep, "STOP_GRACE_S", 2.0)
-    monkeypatch.setattr(sys, "executable", "/bin/sh")  # `sh -m lblab.cli ...`: sleep instead
     monkeypatch.setattr(sweep.subprocess, "Popen", _sleeper(sweep.subprocess.Popen))
     data = sweep.run_point(["run"], 1.0)
     assert data["timed_out"] and data["code"] != 0 and data["seconds"] < 10
+
+
+def test_run_point_stops_when_the_sweep_is_stopped(monkeypatch):
+    monkeypatch.setattr(sweep.subprocess, "Popen", _sleeper(sweep.subprocess.Popen))
+    monkeypatch.setattr(sweep, "_stop_requested", lambda name: name == "stop-me")
+    data = sweep.run_point(["run"], 600.0, "stop-me")
+    assert not data["timed_out"] and data["code"] != 0 and data["seconds"] < 10
 
 
 def _sleeper(popen):
