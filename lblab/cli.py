@@ -127,9 +127,11 @@ class RichSweepProgress:
     def begin(self, tracker) -> None:
         self.bar.start()
         self.task = self.bar.add_task("sweep", total=len(tracker.plan.points))
-        self.note(f"{tracker.plan.experiment}: {len(tracker.plan.points)} points, about "
-                  f"{tracker.plan.seconds / 60:.1f} min of runs on {tracker.lanes} "
-                  f"lab{'s' if tracker.lanes > 1 else ''}")
+        plan, kept = tracker.plan, tracker.counts()["kept"]
+        todo = sum(p.seconds for p in plan.points if p.name not in tracker.outcomes)
+        self.note(f"{plan.experiment}: {len(plan.points)} points"
+                  + (f" ({kept} kept)" if kept else "") + f", about {todo / 60:.1f} min of "
+                  f"runs to do on {tracker.lanes} lab{'s' if tracker.lanes > 1 else ''}")
         self.update(tracker)
 
     def update(self, tracker) -> None:
