@@ -72,9 +72,10 @@ def new_names(p: Params) -> list[str]:
 class StreamPinning(Experiment):
     name = "stream-pinning"
     title = "Streams pinned to their backends: scale-out, max connection age, reconnect storms"
-    summary = ("K long-lived gRPC streams through HAProxy (h2 end to end): after a scale-out "
-               "the new backends get only new streams; unary calls rebalance at once; a "
-               "maximum connection age with jitter rebalances without a reconnect storm; "
+    summary = ("K long-lived gRPC streams (h2 end to end) and WebSockets through HAProxy: "
+               "after a scale-out the new backends get only new streams; unary calls "
+               "rebalance at once; a maximum connection age with jitter rebalances without a "
+               "reconnect storm; "
                "a dead backend's streams all reconnect at once unless the clients back off.")
     needs = ("root", "ovs_running", "haproxy")
     Params = Params
