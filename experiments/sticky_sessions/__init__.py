@@ -25,38 +25,76 @@ from dataclasses import asdict, dataclass, field
 
 from lblab.driver import Experiment, LabPlan, Repetition, VariantPlan, VariantRun
 from lblab.lab import Lab
+from lblab.links import set_links
 from lblab.ready import wait_until
 from lblab.workloads.handles import BackendHandle, start_backend
 from lblab.workloads.redis_store import start_redis
 from lblab.workloads.users import UsersConfig, run_users
+from lbnodes.anycast import anycast_controller, anycast_topo
+from lbnodes.common import hold_vip_quietly
 from lbnodes.l7 import L7Config, L7Node, Server
-from topologies.two_tier import ROLES, TwoTierTopo, backend_ip, lb_back_ip
+from topologies.two_tier import (
+    ANYCAST_VIP,
+    ROLES,
+    TwoTierTopo,
+    backend_ip,
+    lb_back_ip,
+    lb_edge_port,
+)
 
 from . import analysis, claims, plots
-from .params import BACK, BACKEND_PORT, DRAIN, FAIL, L7_VIP, STOP, Params, Setting, quick
+from .params import (
+    BACK,
+    BACKEND_PORT,
+    DRAIN,
+    FAIL,
+    FAILED_LB,
+    L7_VIP,
+    PEERS_PORT,
+    STOP,
+    WITHDRAW,
+    Params,
+    Setting,
+    quick,
+)
 
 
 @dataclass
 class Env:
     lab: Lab
-    redis_url: str
+    tier: str
+    redis_url: str = ""
     backends: dict[str, BackendHandle] = field(default_factory=dict)
     store: str = ""
-    l7: L7Node | None = None
+    lbs: dict[str, L7Node] = field(default_factory=dict)
 
 
 def names(p: Params) -> list[str]:
     return [f"b{i}" for i in range(1, p.backends + 1)]
 
 
-def l7_config(p: Params, s: Setting) -> L7Config:
+def lb_names(s: Setting) -> list[str]:
+    return ["lb1", "lb2"] if s.tier == "anycast" else ["l7"]
+
+
+def l7_config(p: Params, s: Setting, node: str = "l7") -> L7Config:
     servers = tuple(Server(n, backend_ip(i), BACKEND_PORT)
                     for i, n in enumerate(names(p), start=1))
-    return L7Config("l7", L7_VIP, 80, servers, balance="roundrobin", cookie=s.cookie,
+    tier = {"bind_ip": L7_VIP, "cookie": s.cookie}
+    if s.tier == "anycast":
+        peers = tuple((n, lb_back_ip(i), PEERS_PORT) for i, n in enumerate(lb_names(s), 1))
+        tier = {"bind_ip": ANYCAST_VIP, "stick_on": "cookie:sid",
+                "peers": peers if s.peers else ()}
+    return L7Config(node, port=80, servers=servers, balance="roundrobin",
                     check=True, check_inter_ms=p.check_inter_ms, check_fall=p.check_fall,
                     check_rise=p.check_rise, retries=p.retries,
                     retry_on="conn-failure empty-response", redispatch=True,
-                    timeout_connect_ms=500)
+                    timeout_connect_ms=500, **tier)
+
+
+def edge_intf(i: int) -> str:
+    """The front switch's side of LB node i's link (TwoTierTopo: port 100 + i of s1)."""
+    return f"s1-eth{lb_edge_port(i)}"
 
 
 class StickySessions(Experiment):
@@ -65,7 +103,8 @@ class StickySessions(Experiment):
     summary = ("Users with cookie jars fill carts on N backends behind HAProxy's cookie "
                "affinity: a failed backend loses 1/N of the carts unless they live in Redis "
                "or it is drained first; a returned one gets only new sessions; heavy users "
-               "make hot backends.")
+               "make hot backends; a stick table without peers forgets a withdrawn LB "
+               "node's sessions.")
     needs = ("root", "ovs_running", "haproxy", "redis-server")
     Params = Params
     bring_up_s = 10.0
@@ -74,15 +113,22 @@ class StickySessions(Experiment):
         return quick()
 
     def variants(self, p: Params) -> list[VariantPlan]:
-        return [VariantPlan(n, p.setting(n).seconds + 3, setting=asdict(p.setting(n)))
-                for n in p.variants]
+        return [VariantPlan(n, p.setting(n).seconds + 3, lab=p.setting(n).tier,
+                            setting=asdict(p.setting(n))) for n in p.variants]
 
     def lab(self, p: Params, key: str) -> LabPlan:
+        if key == "anycast":
+            return LabPlan(anycast_topo(clients=1, lbs=2, backends=p.backends),
+                           anycast_controller(lbs=2, spares=0), roles=ROLES)
         return LabPlan(TwoTierTopo(clients=1, lb_names="l7", backends=p.backends),
                        roles=ROLES)
 
     def setup(self, lab: Lab, p: Params, rep: Repetition) -> Env:
-        return Env(lab, start_redis(lab, "l7", lb_back_ip(1)))
+        if "lb1" in lab.net:
+            for node in ("lb1", "lb2"):
+                hold_vip_quietly(lab, node, ANYCAST_VIP)
+            return Env(lab, "anycast")
+        return Env(lab, "l7", start_redis(lab, "l7", lb_back_ip(1)))
 
     def _start(self, env: Env, p: Params, name: str, seed: int) -> None:
         i = names(p).index(name) + 1
@@ -93,8 +139,8 @@ class StickySessions(Experiment):
 
     def prepare(self, env: Env, p: Params, v: VariantPlan) -> None:
         """Every backend up on the variant's store (all restarted when it changes, else the
-        ones a previous variant stopped), a fresh HAProxy on the variant's config, and every
-        server UP in it."""
+        ones a previous variant stopped), every LB node's link up and counted live by the
+        fabric, fresh HAProxies on the variant's config, and every server UP in them."""
         s = p.setting(v.name)
         if env.store != s.store:
             for h in env.backends.values():
@@ -104,11 +150,18 @@ class StickySessions(Experiment):
         missing = [n for n in names(p) if n not in env.backends]
         with ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(lambda n: self._start(env, p, n, 0), missing))
-        if env.l7 is not None:
-            env.l7.stop()
-        env.l7 = L7Node(env.lab, l7_config(p, s)).start()
-        node = env.l7
-        wait_until(lambda: all(r["status"] == "UP"
+        for node in env.lbs.values():
+            node.stop()
+        env.lbs = {n: L7Node(env.lab, l7_config(p, s, n)).start() for n in lb_names(s)}
+        if s.tier == "anycast":
+            set_links([edge_intf(FAILED_LB)], up=True)
+            wait_until(lambda: all(n["link_up"] and n["active"] for n in fabric_nodes(env)),
+                       timeout=10, what="the fabric to count both LB nodes live")
+        nodes = list(env.lbs.values())
+        if s.peers:
+            wait_until(lambda: all("state=EST" in n.api.command("show peers") for n in nodes),
+                       timeout=10, what="each HAProxy's peers session to be established")
+        wait_until(lambda: all(r["status"] == "UP" for node in nodes
                                for r in node.api.servers(node.backend).values()),
                    timeout=5 + 4 * p.check_rise * p.check_inter_ms / 1000,
                    what="HAProxy to hold every backend UP")
@@ -116,8 +169,8 @@ class StickySessions(Experiment):
     def measure(self, env: Env, p: Params, v: VariantPlan, run: VariantRun) -> None:
         s = p.setting(v.name)
         failed = f"b{p.failed}"
-        l7 = env.l7
-        assert l7 is not None
+        lbs = env.lbs
+        first = next(iter(lbs.values()))
 
         def fail() -> None:
             env.backends.pop(failed).stop()
@@ -128,18 +181,27 @@ class StickySessions(Experiment):
         if BACK in s.faults:
             tl.at(p.t_back, BACK, lambda: self._start(env, p, failed, run.seed), slack_s=0.2)
         if DRAIN in s.faults:
-            tl.at(p.t_fail, DRAIN, lambda: l7.api.set_state(l7.backend, failed, "drain"),
+            tl.at(p.t_fail, DRAIN, lambda: first.api.set_state(first.backend, failed, "drain"),
                   slack_s=0.2)
             tl.at(p.t_fail + p.drain_s, STOP, fail, slack_s=0.2)
+        if WITHDRAW in s.faults:
+            tl.at(p.t_fail, WITHDRAW, lambda: set_links([edge_intf(FAILED_LB)], up=False),
+                  slack_s=0.2)
 
         def probe() -> dict:
+            """Per server: answered requests summed over the LB nodes, and the first node's
+            view of its status; with two nodes, each node's answered requests too."""
             row: dict = {}
-            for name, c in l7.server_counters().items():
-                row[f"{name}.ok"] = c["hrsp_2xx"]
-                row[f"{name}.status"] = c["status"]
+            for lb, node in lbs.items():
+                for name, c in node.server_counters().items():
+                    row[f"{name}.ok"] = row.get(f"{name}.ok", 0) + c["hrsp_2xx"]
+                    row.setdefault(f"{name}.status", c["status"])
+                    if len(lbs) > 1:
+                        row[f"{lb}:{name}.ok"] = c["hrsp_2xx"]
             return row
 
-        cfg = UsersConfig(url=f"http://{L7_VIP}/cart", users=p.users, duration_s=s.seconds,
+        vip = ANYCAST_VIP if s.tier == "anycast" else L7_VIP
+        cfg = UsersConfig(url=f"http://{vip}/cart", users=p.users, duration_s=s.seconds,
                           think_s=p.think_s, tau_s=s.tau_s, alpha=s.alpha,
                           timeout_s=p.timeout_s, seed=run.seed)
         run.write_doc("setting", asdict(s))
@@ -147,12 +209,23 @@ class StickySessions(Experiment):
         with run.sample(probe, p.sample_s, table="haproxy"):
             cfg.start_file = str(run.start_clock().start_file)
             run_users(env.lab, "c1", cfg, run.dir)
-        run.write_doc("haproxy-after", l7.server_counters())
+        counters = {lb: node.server_counters() for lb, node in lbs.items()}
+        run.write_doc("haproxy-after", counters["l7"] if len(lbs) == 1 else {
+            name: {"hrsp_2xx": sum(c[name]["hrsp_2xx"] for c in counters.values())}
+            for name in names(p)})
+        if s.tier == "anycast":
+            run.write_doc("lb-nodes", {lb: lb_back_ip(i) for i, lb in enumerate(lbs, 1)})
+            run.write_doc("peers-after", {lb: node.api.command("show peers")
+                                          for lb, node in lbs.items()})
 
     analyse = staticmethod(analysis.analyse)
     notes = staticmethod(claims.notes)
     plot = staticmethod(plots.plot)
     claims = staticmethod(claims.claims)
+
+
+def fabric_nodes(env: Env) -> list[dict]:
+    return env.lab.controller_api_call("GET", "/state")["fabric"]["nodes"]
 
 
 EXPERIMENT = StickySessions()

@@ -19,7 +19,7 @@ from lblab.raw import Raw, RawVariant
 from lblab.timeline import event_time
 
 from . import model
-from .params import BACK, DRAIN, FAIL, STOP, Params
+from .params import BACK, DRAIN, FAIL, FAILED_LB, STICK, STOP, WITHDRAW, Params
 
 Row = Mapping[str, Any]
 STEP_S = 1.0
@@ -155,6 +155,34 @@ def loads(v: RawVariant) -> dict[str, Any]:
             "max_over_mean": max(served.values()) / mean if mean else None}
 
 
+def affinity(p: Params, v: RawVariant,
+             by_session: Mapping[int, Sequence[Row]]) -> dict[str, Any]:
+    """stick-*: which active sessions lost their backend when lb1 was withdrawn."""
+    t0 = event_time(v.doc("timeline"), WITHDRAW)
+    if t0 is None:
+        return {}
+    failed_ip = v.doc("lb-nodes")[f"lb{FAILED_LB}"]
+    active = census(by_session, t0)
+    lost = lost_sessions(by_session)
+    via, moved = {}, set()
+    for sid, backend in active.items():
+        rows = by_session[sid]
+        before = [r for r in rows if r["outcome"] == "ok" and r["done_s"] <= t0]
+        via[sid] = before[-1]["via"]
+        if any(r["outcome"] == "ok" and r["sent_s"] >= t0 and r["backend"] != backend
+               for r in rows):
+            moved.add(sid)
+    on_node = {sid for sid, ip in via.items() if ip == failed_ip}
+    n = len(active)
+    return {"t0": t0, "active": n, "on_failed_node": len(on_node),
+            "failed_node_share": len(on_node) / n if n else None,
+            "moved": len(moved), "moved_share": len(moved) / n if n else None,
+            "moved_from_survivor": len(moved - on_node),
+            "lost": len(lost & set(active)),
+            "failed_requests": sum(r["outcome"] != "ok" for r in v.table("users-records")
+                                   if r["sent_s"] >= t0)}
+
+
 def analyse(p: Params, raw: Raw) -> Analysis:
     variants: dict[str, dict] = {}
     series: dict[str, list[dict]] = {"per-backend": [], "recovery-curve": []}
@@ -177,6 +205,8 @@ def analyse(p: Params, raw: Raw) -> Analysis:
             m.update(failure(p, v, by_session, event_time(v.doc("timeline"), FAIL)))
         if name == "drain":
             m.update(drain(p, v, by_session))
+        if name in STICK:
+            m.update(affinity(p, v, by_session))
         if name == "recovery":
             rec, curve = recovery(p, v, by_session, end)
             m.update(rec)

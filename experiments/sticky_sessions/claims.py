@@ -13,7 +13,45 @@ from .params import Params
 def claims(p: Params, a: Analysis) -> list[C.Claim]:
     v, seed = a.variants, a.summary.get("seed", 0)
     return [*_failure(p, v), *_redis(p, v), *_drain(p, v), *_recovery(p, v, a),
-            *_hot(p, v, seed)]
+            *_hot(p, v, seed), *_stick(p, v)]
+
+
+def _stick(p: Params, v: dict) -> list[C.Claim]:
+    out = []
+    pred = model.affinity_lost_share(p, peers=False)
+    statements = {
+        "stick-no-peers-lost-affinity":
+            f"Two HAProxies with stick tables and no peers: when the fabric withdraws one, "
+            f"its share of the sessions (1/2) x (1 - 1/N) = {pred:.3f} land on another "
+            "backend",
+        "stick-no-peers-only-its-sessions":
+            "... and only the withdrawn node's sessions move",
+        "stick-peers-lost-affinity":
+            "With a peers section replicating the table, no session moves",
+    }
+    for name, cid in (("stick-no-peers", "stick-no-peers-lost-affinity"),
+                      ("stick-no-peers", "stick-no-peers-only-its-sessions"),
+                      ("stick-peers", "stick-peers-lost-affinity")):
+        if why := C.missing_variants(v, name):
+            out.append(C.skipped(cid, statements[cid], why))
+            continue
+        m = v[name]
+        active = m.get("active") or 0
+        seen = (f"{m.get('moved')} of {active} sessions active at the withdrawal "
+                f"({m.get('t0')} s) were answered by another backend after it; "
+                f"{m.get('on_failed_node')} had come through the withdrawn node")
+        if cid == "stick-no-peers-lost-affinity":
+            out.append(C.near(cid, statements[cid], pred, m.get("moved_share"),
+                              C.binomial_tolerance(pred, active),
+                              note=seen + "; " + _binomial_note(pred, active,
+                                                                "active sessions")))
+        elif cid == "stick-no-peers-only-its-sessions":
+            out.append(C.at_most(cid, statements[cid], 0, m.get("moved_from_survivor"),
+                                 note="sessions that had come through the surviving node "
+                                      "and moved anyway"))
+        else:
+            out.append(C.at_most(cid, statements[cid], 0, m.get("moved"), note=seen))
+    return out
 
 
 def _binomial_note(p_hat: float, n: int, what: str) -> str:

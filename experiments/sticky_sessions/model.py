@@ -42,6 +42,13 @@ def recovery_share(p: Params, t: float) -> float:
     return (1 - math.exp(-max(t, 0.0) / p.tau_s)) / p.backends
 
 
+def affinity_lost_share(p: Params, peers: bool) -> float:
+    """stick-*: the withdrawn node served half the sessions (two equal buckets of the
+    fabric's select group); without peers the survivor has no entry for them and balances
+    each afresh, onto another backend with probability 1 - 1/N; with peers it has them."""
+    return 0.0 if peers else 0.5 * (1 - 1 / p.backends)
+
+
 def failed_requests_bound(p: Params) -> float:
     """Requests the users send to the failed backend while HAProxy still holds it UP: its
     request rate (U / think / N) x the detection bound. With retries on conn-failure and

@@ -8,12 +8,16 @@ from lblab.errors import UsageError
 from lblab.params import param
 
 VARIANTS = ("cookie-local", "recovery", "drain", "hot-backends", "cookie-redis",
-            "hot-roundrobin")
+            "hot-roundrobin", "stick-no-peers", "stick-peers")
 """In run order: the in-memory variants first, then those with carts in Redis (the
-backends restart once, when the store changes)."""
-FAIL, BACK, DRAIN, STOP = "fail", "back", "drain", "stop"
+backends restart once, when the store changes), then the two-node anycast lab's."""
+STICK = ("stick-no-peers", "stick-peers")
+FAIL, BACK, DRAIN, STOP, WITHDRAW = "fail", "back", "drain", "stop", "withdraw"
 """Timeline events: a backend's process dies; it starts again; it is set to drain; the
-drained backend is stopped for maintenance."""
+drained backend is stopped for maintenance; an LB node's link to the fabric goes down."""
+FAILED_LB = 1
+"""In the stick-* variants lb1 fails (the fabric withdraws it)."""
+PEERS_PORT = 10000
 BACKEND_PORT = 8080
 L7_VIP = "10.0.0.1"
 """HAProxy's front address (TwoTierTopo's lb_front_ip(1))."""
@@ -30,6 +34,10 @@ class Setting:
     alpha: float
     seconds: float
     faults: tuple[str, ...]
+    tier: str = "l7"
+    """`l7`: one HAProxy (l7) with cookie affinity; `anycast`: two (lb1, lb2) behind the
+    fabric's anycast VIP, affinity in a stick table on the backends' `sid` cookie."""
+    peers: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,7 @@ class Params:
     tau_s: float = param(12.0, "tau: mean session lifetime (exponential, s)", min=1, max=600)
     alpha: float = param(1.3, "Pareto shape of the users' activity in the hot-* variants "
                          "(smaller: heavier tail)", min=1.05, max=5)
-    seconds: float = param(20.0, "length of cookie-local and cookie-redis (s)", min=4,
+    seconds: float = param(20.0, "length of cookie-local, cookie-redis and stick-* (s)", min=4,
                            max=600)
     hot_seconds: float = param(20.0, "length of the hot-* variants (s)", min=2, max=600)
     t_fail: float = param(8.0, "when the backend fails (or is set to drain) (s)", min=1,
@@ -103,15 +111,20 @@ class Params:
             "cookie-redis": Setting("redis", True, tau, 0.0, self.seconds, (FAIL,)),
             "recovery": Setting("memory", True, tau, 0.0,
                                 self.t_back + self.recovery_taus * tau, (FAIL, BACK)),
-            "drain": Setting("memory", True, tau, 0.0, t0 + self.drain_s + 3, (DRAIN, STOP)),
+            "drain": Setting("memory", True, tau, 0.0, t0 + self.drain_s + 2, (DRAIN, STOP)),
             "hot-backends": Setting("memory", True, 0.0, self.alpha, self.hot_seconds, ()),
             "hot-roundrobin": Setting("redis", False, 0.0, self.alpha, self.hot_seconds, ()),
+            "stick-no-peers": Setting("memory", False, tau, 0.0, self.seconds, (WITHDRAW,),
+                                      "anycast", peers=False),
+            "stick-peers": Setting("memory", False, tau, 0.0, self.seconds, (WITHDRAW,),
+                                   "anycast", peers=True),
         }[name]
 
 
 def quick() -> Params:
-    """300 users, short sessions (tau 4 s), 200 ms checks: six variants in about a minute."""
-    return Params(tau_s=4.0, seconds=7.0, hot_seconds=6.0, t_fail=2.5, t_back=4.0,
-                  recovery_taus=2.5, drain_s=3.0, check_inter_ms=200)
+    """300 users, short sessions (tau 4 s), 200 ms checks: eight variants on two labs in
+    under 90 s."""
+    return Params(tau_s=4.0, seconds=6.0, hot_seconds=5.0, t_fail=2.5, t_back=4.0,
+                  recovery_taus=2.0, drain_s=3.0, check_inter_ms=200)
 
 

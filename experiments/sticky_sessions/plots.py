@@ -29,31 +29,43 @@ def plot(folder: Path, result: dict) -> list[Path]:
     return made
 
 
+def _bar(ax, x: int, name: str, value: float | None, label: str, claim: dict | None) -> None:
+    """A measured share as a bar, its claim's prediction (± tolerance for `near`) on it."""
+    ax.bar(x, value or 0, color=plots.colour(list(VARIANTS), name), width=0.6, label=label)
+    if claim and claim["comparison"] == "near":
+        ax.errorbar(x, claim["predicted"], yerr=claim["tolerance_value"], color="black",
+                    capsize=8, marker="_", ms=30)
+    elif claim and not claim.get("skipped"):
+        ax.scatter(x, claim["predicted"], color="black", marker="_", s=600)
+
+
 def _lost_carts(folder: Path, result: dict) -> Path:
     v = result["variants"]
+    fig, axes = plots.figure(12, 4.2, ncols=2)
     rows = [(n, cid) for n, cid in (("cookie-local", "cookie-local-lost-carts"),
                                     ("drain", "drain-lost-carts"),
                                     ("cookie-redis", "cookie-redis-no-lost-carts")) if n in v]
-    fig, ax = plots.figure(7.5, 4.2)
-    xs = list(range(len(rows)))
-    for x, (name, cid) in zip(xs, rows, strict=True):
+    for x, (name, cid) in enumerate(rows):
         m = v[name]
         active = m.get("active") or 0
-        share = m.get("lost_share") if name != "cookie-redis" else (
-            (m.get("lost") or 0) / active if active else None)
-        ax.bar(x, share or 0, color=plots.colour(list(VARIANTS), name), width=0.6,
-               label=f"{name}: {m.get('lost')} of {active} active sessions")
-        c = _claim(result, cid)
-        if c and c["comparison"] == "near":
-            tol = c["tolerance_value"]
-            ax.errorbar(x, c["predicted"], yerr=tol, color="black", capsize=8, marker="_",
-                        ms=30, label="predicted ± tolerance" if x == 0 else None)
-        elif c:
-            ax.scatter(x, c["predicted"], color="black", marker="_", s=600)
-    ax.set_xticks(xs, [n for n, _ in rows])
-    ax.set_ylabel("share of active sessions that lost their cart")
-    ax.set_title(f"One of {result['params']['backends']} backends fails: carts lost")
-    ax.legend(fontsize=8)
+        share = (m.get("lost") or 0) / active if active else None
+        _bar(axes[0], x, name, share, f"{name}: {m.get('lost')} of {active}",
+             _claim(result, cid))
+    axes[0].set_xticks(range(len(rows)), [n for n, _ in rows])
+    axes[0].set_ylabel("share of active sessions that lost their cart")
+    axes[0].set_title(f"one of {result['params']['backends']} backends fails "
+                      "(black: predicted ± tolerance)")
+    sticks = [(n, f"{n}-lost-affinity") for n in ("stick-no-peers", "stick-peers") if n in v]
+    for x, (name, cid) in enumerate(sticks):
+        m = v[name]
+        _bar(axes[1], x, name, m.get("moved_share"),
+             f"{name}: {m.get('moved')} of {m.get('active')}", _claim(result, cid))
+    axes[1].set_xticks(range(len(sticks)), [n for n, _ in sticks])
+    axes[1].set_ylabel("share of active sessions moved to another backend")
+    axes[1].set_title("one of two HAProxies is withdrawn by the fabric")
+    for ax, used in ((axes[0], rows), (axes[1], sticks)):
+        if used:
+            ax.legend(fontsize=8)
     return plots.save(fig, folder / "lost-carts.png")
 
 

@@ -33,7 +33,9 @@ from typing import Any
 from lblab.workloads.client import _announce_start
 
 RECORD_FIELDS = ["session", "slot", "seq", "kind", "sent_s", "done_s", "latency_ms", "status",
-                 "outcome", "backend", "items", "confirmed", "lost"]
+                 "outcome", "backend", "via", "items", "confirmed", "lost"]
+"""`backend` and `via` are the reply's X-Backend and X-Peer: which backend answered, and
+the address it was reached from (the LB node's, behind a proxy)."""
 SESSION_IDS = 100_000
 """Session ids are slot x SESSION_IDS + the slot's session number."""
 
@@ -128,11 +130,12 @@ class Users:
 
         adding = kind == "add"
         sent = self.now()
-        status, backend, items, outcome = None, "", None, "ok"
+        status, backend, via, items, outcome = None, "", "", None, "ok"
         try:
             method = http.post if adding else http.get
             async with method(self.cfg.url, data=f"item{seq}" if adding else None) as resp:
                 status, backend = resp.status, resp.headers.get("X-Backend", "")
+                via = resp.headers.get("X-Peer", "")
                 body = await resp.read()
                 if status < 500:
                     items = len(json.loads(body)["items"])
@@ -144,7 +147,7 @@ class Users:
             outcome = "error"
         done = self.now()
         self.rows.append((sid, slot, seq, kind, round(sent, 6), round(done, 6),
-                          round((done - sent) * 1000, 3), status or "", outcome, backend,
+                          round((done - sent) * 1000, 3), status or "", outcome, backend, via,
                           "" if items is None else items, confirmed,
                           cart_lost(items, confirmed, adding)))
         return outcome == "ok" and adding
@@ -156,7 +159,7 @@ class Users:
             writer.writerows(sorted(self.rows, key=lambda r: (r[0], r[2])))
         counts: dict[str, int] = {}
         for r in self.rows:
-            counts[r[8]] = counts.get(r[8], 0) + 1
+            counts[r[8]] = counts.get(r[8], 0) + 1  # outcome
         summary = {"config": asdict(self.cfg), "requests": len(self.rows), "counts": counts,
                    "sessions": len({r[0] for r in self.rows}),
                    "weights": [round(w, 6) for w in self.weights]}
