@@ -50,14 +50,14 @@ class Params:
     tau_s: float = param(12.0, "tau: mean session lifetime (exponential, s)", min=1, max=600)
     alpha: float = param(1.3, "Pareto shape of the users' activity in the hot-* variants "
                          "(smaller: heavier tail)", min=1.05, max=5)
-    seconds: float = param(20.0, "length of cookie-local, cookie-redis and stick-* (s)", min=4,
+    seconds: float = param(16.0, "length of cookie-local, cookie-redis and stick-* (s)", min=4,
                            max=600)
-    hot_seconds: float = param(20.0, "length of the hot-* variants (s)", min=2, max=600)
+    hot_seconds: float = param(15.0, "length of the hot-* variants (s)", min=2, max=600)
     t_fail: float = param(8.0, "when the backend fails (or is set to drain) (s)", min=1,
                           max=300)
     t_back: float = param(12.0, "recovery: when the failed backend starts again (s)", min=2,
                           max=300)
-    recovery_taus: float = param(2.5, "recovery: how long it is watched after it is back, "
+    recovery_taus: float = param(2.0, "recovery: how long it is watched after it is back, "
                                  "in units of tau", min=0.5, max=10)
     drain_s: float = param(12.0, "drain: the window between `drain` and the backend's stop "
                            "(s)", min=0.5, max=300)

@@ -7,8 +7,14 @@ hold when its failure is put into the data."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import random
+import shutil
+import socket
+import subprocess
+import sys
+import threading
 
 import numpy as np
 import pytest
@@ -18,7 +24,7 @@ from experiments.sticky_sessions.analysis import backend_at, census, sessions
 from experiments.sticky_sessions.claims import recovery_deviation
 from experiments.sticky_sessions.params import BACK, DRAIN, FAIL, STOP, WITHDRAW, Params, quick
 from lblab.errors import UsageError
-from lblab.raw import Raw
+from lblab.raw import Raw, read_table
 from lblab.workloads.users import activity, cart_lost
 
 P = quick()  # N 10, U 300, think 1 s, tau 4 s, fail 2.5 s, back 4 s, drain 3 s, checks 200 ms
@@ -265,3 +271,71 @@ def test_recovery_deviation_in_tolerance_units():
     tol = 3 * math.sqrt(0.09 / 100)  # 0.09
     assert recovery_deviation(P, curve) == pytest.approx(0.09 / tol)
     assert recovery_deviation(P, [{"share": None, "predicted": 0.1, "active": 0}]) is None
+
+
+# -- the users workload against real HAProxy and backends on loopback -----------------------
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="needs haproxy")
+def test_users_keep_carts_behind_cookie_affinity_and_lose_them_with_their_backend(tmp_path):
+    """Users with their own jars behind `cookie SRV insert`: each session stays on one
+    backend and its cart grows; when that backend dies, its sessions (and only they) see
+    their carts shrink, and HAProxy's redispatch hides the failure from them."""
+    from lblab.ready import wait_until
+    from lblab.workloads.backend import BackendConfig
+    from lblab.workloads.users import UsersConfig
+    from lbnodes.l7 import L7Config, Server, render
+
+    with socket.socket() as s1, socket.socket() as s2, socket.socket() as s3, \
+            socket.socket() as s4:
+        for s in (s1, s2, s3, s4):
+            s.bind(("127.0.0.1", 0))
+        ports = [s.getsockname()[1] for s in (s1, s2, s3, s4)]
+    procs = []
+    try:
+        for i, port in enumerate(ports[:3], start=1):
+            cfg = tmp_path / f"b{i}.json"
+            cfg.write_text(json.dumps(dataclasses.asdict(BackendConfig(
+                name=f"b{i}", ip="127.0.0.1", port=port, service_ms=0))))
+            procs.append(subprocess.Popen([sys.executable, "-m", "lblab.workloads.backend",
+                                           str(cfg)]))
+        l7 = L7Config("l7", "127.0.0.1", ports[3], tuple(
+            Server(f"b{i}", "127.0.0.1", port) for i, port in enumerate(ports[:3], 1)),
+            cookie=True, check=True, check_inter_ms=100, retries=3,
+            retry_on="conn-failure empty-response", redispatch=True)
+        (tmp_path / "h.cfg").write_text(render(l7, str(tmp_path / "h.sock")))
+        procs.append(subprocess.Popen(["haproxy", "-db", "-f", str(tmp_path / "h.cfg")],
+                                      stderr=subprocess.DEVNULL))
+
+        def answering() -> bool:
+            for port in ports:
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)):
+                        return False
+            return True
+
+        wait_until(answering, timeout=15, what="backends and haproxy to listen")
+        users = UsersConfig(url=f"http://127.0.0.1:{ports[3]}/cart", users=30,
+                            duration_s=2.5, think_s=0.2, tau_s=0, seed=3,
+                            records=str(tmp_path / "u.csv"), summary=str(tmp_path / "u.json"),
+                            start_file=str(tmp_path / "start"))
+        (tmp_path / "u-cfg.json").write_text(json.dumps(dataclasses.asdict(users)))
+        run_users = subprocess.Popen([sys.executable, "-m", "lblab.workloads.users",
+                                      str(tmp_path / "u-cfg.json")])
+        wait_until((tmp_path / "start").exists, timeout=15, what="the users to start")
+        threading.Event().wait(1.0)  # the fault at t = 1 s of the users' 2.5 s
+        procs[0].kill()
+        assert run_users.wait(timeout=30) == 0
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    rows = read_table(tmp_path / "u.csv")
+    by = sessions(rows)
+    assert len(by) == 30 and all(r["outcome"] == "ok" for r in rows)
+    first = {sid: rs[0]["backend"] for sid, rs in by.items()}
+    lost = {sid for sid, rs in by.items() if any(r["lost"] for r in rs)}
+    assert lost and lost == {sid for sid, b in first.items() if b == "b1"}
+    for sid, rs in by.items():
+        if sid not in lost:
+            assert {r["backend"] for r in rs} == {first[sid]}
+            assert [r["items"] for r in rs if r["kind"] == "add"] == list(
+                range(1, 1 + sum(r["kind"] == "add" for r in rs)))
