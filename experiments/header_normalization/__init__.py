@@ -22,9 +22,11 @@ Variants (one lab):
 
 Claims (claims.py): strict HAProxy does what RFC 9112/9110 require for every case marked
 reject or normalise (exceptions named); no desync through strict HAProxy, for each backend;
-lenient parsing does not relax framing; HAProxy lowercases the names legacy backends compare
-and h1-case-adjust restores them; http-restrict-req-hdr-names deletes / rejects exactly the
-names the corpus's bytes say it should.
+lenient parsing relaxes exactly the framing cases whose only defect is a character it
+documents relaxing (computed from the bytes: a header name with a non-token character is
+forwarded as an unknown field and the request framed by the rest); HAProxy lowercases the
+names legacy backends compare and h1-case-adjust restores them; http-restrict-req-hdr-names
+deletes / rejects exactly the names the corpus's bytes say it should.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from typing import Any
 from lblab.driver import Analysis
 from lblab.workloads.parsers import STAMP
 
-from .corpus import as_sent, restricted_names
+from .corpus import as_sent, lenient_framing, restricted_names
 
 PROXY = "proxy"
 IGNORED = {STAMP, "connection"}
@@ -120,6 +120,7 @@ def cell(case: dict, result: dict, rows: list[dict], proxied: bool, client_ip: s
         "status": resp[0]["status"] if resp else None,
         "responses": len(resp), "closed": bool(result.get("closed")),
         "requests_read": len(mine),
+        "body_len": first.get("body_len") if first else None,
         "targets_read": " ".join(r["target"] for r in mine),
         "marker_read": bool(case["marker"]) and any(r["target"] == case["marker"]
                                                     for r in mine),
@@ -148,7 +149,8 @@ def analyse(p: Any, raw: Any) -> Analysis:
     matrix: list[dict] = []
     summary: dict[str, Any] = {"cases": [
         {**{k: c[k] for k in c if k != "data_b64"},
-         "restricted": restricted_names(base64.b64decode(c["data_b64"]))} for c in cases]}
+         "restricted": restricted_names(base64.b64decode(c["data_b64"])),
+         "lenient": lenient_framing(base64.b64decode(c["data_b64"]))} for c in cases]}
     targets = Counter(as_sent(base64.b64decode(c["data_b64"]))["target"] for c in cases)
     for name, rv in raw.items():
         setting = rv.doc("setting")

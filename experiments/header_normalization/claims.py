@@ -58,21 +58,64 @@ def _strict_rfc(a: Analysis) -> C.Claim:
                           f"{_names(exc)}")
 
 
+def lenient_expected(a: Analysis) -> dict[str, dict]:
+    """The framing cases lenient HAProxy should forward where strict HAProxy refuses them,
+    computed from the bytes (corpus.lenient_framing): those whose only defect is a character
+    the option relaxes, each with how HAProxy then frames it."""
+    return {c["name"]: c["lenient"] for c in _cases(a)
+            if c["group"] == "framing" and c.get("lenient")}
+
+
+def _framing_text(name: str, how: dict, a: Analysis) -> str:
+    """How HAProxy frames a relaxed case (from the bytes), what the backends that served it
+    read (measured), and the reading that would desync."""
+    unknown = ", ".join(f"'{n}'" for n in how["unknown"]) or "none"
+    seen = [f"{r['component']} read a {r['body_len']}-byte body" for r in a.series["matrix"]
+            if r["variant"] == "lenient" and r["case"] == name and r["component"] != "proxy"
+            and r["verdict"] != "reject" and r.get("body_len") is not None]
+    text = (f"{name} framed by {how['framing']}, {unknown} forwarded as unknown "
+            f"({'; '.join(seen) or 'no backend served it'})")
+    trimmed = {n.strip(" \t") for n in how["unknown"]}
+    if "transfer-encoding" in trimmed and how["framing"] != "chunked":
+        text += (": a backend that trims the space before the colon reads it chunked, "
+                 "and the bytes after the last chunk as a request of its own: a desync")
+    elif "content-length" in trimmed:
+        text += (": a backend that trims the space before the colon frames it by that "
+                 "Content-Length instead: a desync")
+    return text
+
+
+def lenient_relaxed(a: Analysis) -> list[str]:
+    """The framing cases strict HAProxy rejects and lenient HAProxy forwards (measured)."""
+    strict = a.variants["strict"]["proxy_verdicts"]
+    lenient = a.variants["lenient"]["proxy_verdicts"]
+    return sorted(c["name"] for c in _cases(a) if c["group"] == "framing"
+                  and strict[c["name"]] == "reject" and lenient[c["name"]] != "reject")
+
+
 def _lenient(a: Analysis) -> list[C.Claim]:
     v = a.variants
     why = C.missing_variants(v, "strict", "lenient")
-    t1 = ("lenient parsing (accept-invalid-http-request) forwards no framing case strict "
-          "HAProxy rejects: HAProxy documents it relaxes names, URI, version and Host only")
+    expected = lenient_expected(a)
+    t1 = ("lenient parsing (accept-invalid-http-request) forwards exactly the framing cases "
+          "strict HAProxy rejects whose only defect is a character the option relaxes (HAProxy "
+          "2.6 documents: any character in a header name, the URI's but 0-32 and 127), "
+          f"computed from the bytes: {_names(sorted(expected))}")
     t2 = "lenient HAProxy forwards every case strict HAProxy forwards (it only relaxes)"
     if why:
         return [C.skipped("lenient-framing", t1, why), C.skipped("lenient-superset", t2, why)]
     strict, lenient = v["strict"]["proxy_verdicts"], v["lenient"]["proxy_verdicts"]
     framing = [c["name"] for c in _cases(a) if c["group"] == "framing"]
-    relaxed = sorted(c for c in framing if strict[c] == "reject" and lenient[c] != "reject")
+    relaxed = lenient_relaxed(a)
     lost = sorted(c for c in strict if strict[c] != "reject" and lenient[c] == "reject")
     gained = sorted(c for c in strict if strict[c] == "reject" and lenient[c] != "reject")
-    return [C.at_most("lenient-framing", t1, 0, len(relaxed),
-                      note=f"{len(framing)} framing cases; relaxed: {_names(relaxed)}"),
+    how = "; ".join(_framing_text(c, expected[c], a) for c in sorted(set(relaxed) & set(expected)))
+    wrong = sorted(set(expected) ^ set(relaxed))
+    return [C.at_most("lenient-framing", t1, 0, len(wrong),
+                      note=f"{len(framing)} framing cases; predicted from the bytes: "
+                           f"{_names(sorted(expected))}; relaxed: {_names(relaxed)}"
+                           + (f" ({how})" if how else "")
+                           + f"; not as predicted: {_names(wrong)}"),
             C.at_most("lenient-superset", t2, 0, len(lost),
                       note=f"rejected only by lenient: {_names(lost)}; forwarded only by "
                            f"lenient: {_names(gained)}")]
@@ -145,6 +188,12 @@ def notes(p: Any, a: Analysis) -> list[str]:
             out.append(f"strict-rfc: {_names(debian)} ({what}) are where this Debian build "
                        "differs from upstream HAProxy, which rejects them since 2024; the "
                        f"other exceptions ({_names(own)}) are HAProxy 2.6's own reading")
+    if "strict" in v and "lenient" in v:
+        expected = lenient_expected(a)
+        for c in lenient_relaxed(a):
+            what = (_framing_text(c, expected[c], a) if c in expected
+                    else f"{c}, which the bytes do not predict")
+            out.append(f"lenient relaxes a framing case: {what}")
     for name, m in v.items():
         if not m["proxied"]:
             for kind in p.backends:

@@ -174,3 +174,79 @@ def restricted_names(data: bytes) -> list[str]:
     if not all(_TOKEN.fullmatch(n) for n in names):
         return []
     return [n for n in names if not _PLAIN.fullmatch(n)]
+
+
+# -- what `option accept-invalid-http-request` relaxes, read from the bytes ------------------
+_DIGITS = re.compile(r"[0-9]+")
+_URI_RELAXED = set('"<>\\^`{|}#') | {chr(c) for c in range(128, 256)}
+"""Characters of a request target the option lets through (HAProxy 2.6's manual: RFC 3986
+forbids them; HAProxy always blocks 0-32 and 127, "the remaining ones are blocked by default
+unless this option is enabled", and it also allows a fragment '#')."""
+_URI_BLOCKED = {chr(c) for c in range(33)} | {"\x7f"}
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+"""HAProxy lowercases a name's ASCII letters and keeps every other byte."""
+
+
+def framing(fields: list[list[str]]) -> str | None:
+    """How HAProxy frames a request with these (name, value) fields, by RFC 9112 6.3 and
+    HAProxy's checks: `chunked` when Transfer-Encoding is a list of tokens ending in a single
+    chunked (a Content-Length beside it is dropped), `content-length N` when every
+    Content-Length (and every member of a list) is the same 1*DIGIT, `none` without either;
+    None when the framing fields are invalid (refused). Names are compared exactly, after
+    lowercasing: a name with another character (`Transfer-Encoding `) is not a framing field.
+    An obs-fold in a value counts as the space HAProxy replaces it with."""
+    values: dict[str, list[str]] = {"content-length": [], "transfer-encoding": []}
+    for name, value in fields:
+        if name.lower() in values:
+            unfolded = re.sub(r"\r?\n[ \t]+", " ", value)
+            values[name.lower()] += [m.strip(" \t") for m in unfolded.split(",")]
+    codings = [c.lower() for c in values["transfer-encoding"]]
+    lengths = values["content-length"]
+    if codings:
+        if (not all(_TOKEN.fullmatch(c) for c in codings) or codings[-1] != "chunked"
+                or codings.count("chunked") != 1):
+            return None
+        return "chunked"
+    if lengths:
+        if not all(_DIGITS.fullmatch(n) for n in lengths) or len(set(map(int, lengths))) != 1:
+            return None
+        return f"content-length {int(lengths[0])}"
+    return "none"
+
+
+def lenient_framing(data: bytes) -> dict | None:
+    """What `option accept-invalid-http-request` lets through that strict HAProxy refuses,
+    and how HAProxy then frames the request, from the bytes alone.
+
+    HAProxy 2.6's manual: by default "invalid characters in header names are not permitted
+    and cause an error"; the option relaxes "HAProxy's header name parser to accept any
+    character" (the name still ends at ':' on its line, and is not empty), and the URI's
+    characters other than 0-32 and 127. A name accepted that way is no known field: HAProxy
+    forwards it as an unknown one and frames the request by the fields left.
+
+    None when the request has none of those characters (the option changes nothing), a name
+    the option does not save (empty, or a line without ':'), a request line other than
+    METHOD SP target SP version or a target with a character HAProxy always blocks, or
+    framing fields invalid once the relaxed names are unknown ones (refused anyway).
+    Else {"relaxed": what the option relaxes (each name, or "target"), "unknown": those
+    names as HAProxy forwards them (unknown fields), "framing": framing() of the rest}."""
+    end = re.search(rb"\r?\n\r?\n", data)
+    lines = re.split(rb"\r?\n", data[:end.start()] if end else data)
+    if any(b":" not in line for line in lines[1:] if line[:1] not in (b" ", b"\t")):
+        return None
+    sent = as_sent(data)
+    names = [n for n, _ in sent["headers"]]
+    if any(not n for n in names) or len(lines[0].split(b" ")) != 3:
+        return None
+    target = sent["target"]
+    if _URI_BLOCKED & set(target):
+        return None
+    unknown = [n for n in names if not _TOKEN.fullmatch(n)]
+    relaxed = unknown + (["target"] if _URI_RELAXED & set(target) else [])
+    if not relaxed:
+        return None
+    kept = framing([f for f in sent["headers"] if _TOKEN.fullmatch(f[0])])
+    if kept is None:
+        return None
+    return {"relaxed": relaxed, "unknown": [n.translate(_ASCII_LOWER) for n in unknown],
+            "framing": kept}

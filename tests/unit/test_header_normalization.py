@@ -124,6 +124,61 @@ def test_restricted_names_are_tokens_outside_letters_digits_dash():
     assert corpus.restricted_names(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n") == []
 
 
+# -- what lenient parsing relaxes, from the bytes (HAProxy 2.6's documented rule) ---------
+def _req(*headers: str, target: str = "/x", body: str = "") -> bytes:
+    return (f"POST {target} HTTP/1.1\r\n" + "".join(h + "\r\n" for h in headers)
+            + "\r\n" + body).encode("latin-1")
+
+
+def test_framing_is_what_haproxy_frames_by():
+    def f(*headers: str) -> str | None:
+        return corpus.framing(corpus.as_sent(_req(*headers))["headers"])
+
+    assert f("Host: a") == "none"
+    assert f("Content-Length: 5") == f("Content-Length: 5, 5") == "content-length 5"
+    assert f("Content-Length: 5", "content-length: 5") == "content-length 5"
+    assert f("Content-Length: 5", "Transfer-Encoding: chunked") == "chunked"  # CL dropped
+    assert f("Transfer-Encoding: gzip, chunked") == "chunked"
+    assert f("Transfer-Encoding:\r\n chunked") == "chunked"  # obs-fold: a space
+    for bad in (("Content-Length: 5", "Content-Length: 6"), ("Content-Length: +5",),
+                ("Content-Length: ",), ("Transfer-Encoding: chunked, chunked",),
+                ("Transfer-Encoding: xchunked",), ("Transfer-Encoding: , chunked",),
+                ("Transfer-Encoding: chunked, gzip",), ("Transfer-Encoding:\x0bchunked",)):
+        assert f(*bad) is None, bad
+    # a name with another character is no framing field
+    assert f("Content-Length: 56", "Transfer-Encoding : chunked") == "content-length 56"
+
+
+def test_lenient_framing_relaxes_only_the_characters_it_documents():
+    te_space = _req("Host: a", "Content-Length: 5", "Transfer-Encoding : chunked")
+    assert corpus.lenient_framing(te_space) == {
+        "relaxed": ["Transfer-Encoding "], "unknown": ["transfer-encoding "],
+        "framing": "content-length 5"}
+    assert corpus.lenient_framing(_req("Host: a", "X[Y]: 1", "Transfer-Encoding: chunked",
+                                       "Content-Length: 5")) == {
+        "relaxed": ["X[Y]"], "unknown": ["x[y]"], "framing": "chunked"}
+    assert corpus.lenient_framing(_req("Host: a", target="/a#b")) == {
+        "relaxed": ["target"], "unknown": [], "framing": "none"}
+    # nothing the option relaxes: it changes nothing
+    assert corpus.lenient_framing(_req("Host: a", "Content-Length: 5", "Content-Length: 6")) is None
+    assert corpus.lenient_framing(_req("Host: a", "X_Y: 1")) is None
+    # a relaxed name, but another defect the option does not relax: still refused
+    assert corpus.lenient_framing(_req("X[Y]: 1", "Content-Length: 5", "Content-Length: 6")) is None
+    assert corpus.lenient_framing(_req("Transfer-Encoding : chunked",
+                                       "Transfer-Encoding: xchunked")) is None
+    assert corpus.lenient_framing(_req("X[Y]: 1", ": empty name")) is None
+    assert corpus.lenient_framing(_req("X[Y]: 1", "no colon")) is None
+    assert corpus.lenient_framing(_req("X[Y]: 1", target="/a b")) is None
+
+
+def test_the_corpus_predicts_lenient_relaxes_te_space_colon_framed_by_cl():
+    predicted = {c.name: corpus.lenient_framing(c.data) for c in corpus.load()
+                 if c.group == "framing" and corpus.lenient_framing(c.data)}
+    assert predicted == {"te-space-colon": {"relaxed": ["Transfer-Encoding "],
+                                            "unknown": ["transfer-encoding "],
+                                            "framing": "content-length 56"}}
+
+
 def test_case_adjust_names_come_from_the_legacy_cases():
     cases = corpus.load()
     assert set(case_names(cases)) == {"X-Legacy-Token", "SOAPAction"}
@@ -145,7 +200,7 @@ def test_parse_responses_frames_each_response():
 
 
 # -- synthetic raw data -------------------------------------------------------------------
-CASES = ["cl-dup-diff", "baseline", "legacy-case", "name-underscore"]
+CASES = ["cl-dup-diff", "baseline", "legacy-case", "name-underscore", "te-space-colon"]
 
 
 def _corpus() -> list[dict]:
@@ -204,14 +259,16 @@ class Synth:
                 "setting": {"proxy": proxied, "client_ip": CLIENT, "backends": list(KINDS)}}
 
 
+REFUSED = {"cl-dup-diff": "proxy-reject", "te-space-colon": "proxy-reject"}
 GOOD = {
     "direct": (False, {"cl-dup-diff": "backend-reject"}),
-    "strict": (True, {"cl-dup-diff": "proxy-reject", "legacy-case": "lower"}),
+    "strict": (True, {**REFUSED, "legacy-case": "lower"}),
+    # lenient forwards te-space-colon (a name with a space: the option relaxes it)
     "lenient": (True, {"cl-dup-diff": "proxy-reject", "legacy-case": "lower"}),
-    "case-adjust": (True, {"cl-dup-diff": "proxy-reject"}),
-    "restrict-delete": (True, {"cl-dup-diff": "proxy-reject", "legacy-case": "lower",
+    "case-adjust": (True, REFUSED),
+    "restrict-delete": (True, {**REFUSED, "legacy-case": "lower",
                                "name-underscore": "drop:X_Forwarded_For"}),
-    "restrict-reject": (True, {"cl-dup-diff": "proxy-reject", "legacy-case": "lower",
+    "restrict-reject": (True, {**REFUSED, "legacy-case": "lower",
                                "name-underscore": "proxy-reject"}),
 }
 P = Params(backends=KINDS)
@@ -262,6 +319,7 @@ FAILURES = [
     ("strict-desync-h11", {}, {"strict": {("h11", "baseline"): "desync"}}),
     ("strict-desync-httptools", {}, {"strict": {("httptools", "baseline"): "desync"}}),
     ("lenient-framing", {"lenient": {"cl-dup-diff": "ok"}}, None),
+    ("lenient-framing", {"lenient": {"te-space-colon": "proxy-reject"}}, None),
     ("lenient-superset", {"lenient": {"baseline": "proxy-reject"}}, None),
     ("strict-lowercases", {"strict": {"legacy-case": "ok"}}, None),
     ("case-adjust-restores", {"case-adjust": {"legacy-case": "lower"}}, None),
@@ -281,6 +339,31 @@ def test_each_claim_fails_when_its_failure_is_injected(cid, changes, per_kind):
     others = [c.id for c in found.values() if not c.holds and c.id != cid
               and not (cid.startswith("strict-") and c.id.startswith(("lenient-", "restrict-")))]
     assert not others, others
+
+
+def test_lenient_framing_holds_when_it_relaxes_the_predicted_set():
+    raw = _raw()
+    a = analysis.analyse(P, raw)
+    c = {c.id: c for c in claims.claims(P, a)}["lenient-framing"]
+    assert c.verdict == "holds" and (c.predicted, c.measured) == (0, 0)
+    assert c.statement.endswith("computed from the bytes: te-space-colon")
+    assert "predicted from the bytes: te-space-colon; relaxed: te-space-colon (" in c.note
+    assert "framed by content-length 56, 'transfer-encoding ' forwarded as unknown" in c.note
+    assert c.note.endswith("; not as predicted: none")
+    danger = [n for n in claims.notes(P, a) if n.startswith("lenient relaxes")]
+    assert len(danger) == 1 and "te-space-colon" in danger[0]
+    assert "trims the space before the colon reads it chunked" in danger[0]
+
+
+def test_lenient_framing_does_not_hold_when_an_unpredicted_framing_case_is_relaxed():
+    raw = _raw({"lenient": {"cl-dup-diff": "ok"}})
+    a = analysis.analyse(P, raw)
+    c = {c.id: c for c in claims.claims(P, a)}["lenient-framing"]
+    assert c.verdict == "does not hold" and c.measured == 1
+    assert "relaxed: cl-dup-diff, te-space-colon" in c.note
+    assert c.note.endswith("; not as predicted: cl-dup-diff")
+    assert ("lenient relaxes a framing case: cl-dup-diff, which the bytes do not predict"
+            in claims.notes(P, a))
 
 
 def test_a_desync_is_named_and_counted_per_backend():
