@@ -141,6 +141,9 @@ class L7Config:
     peers: tuple[tuple[str, str, int], ...] = ()
     """(name, ip, port) of every HAProxy sharing the stick table, this node (`name`)
     included: a `peers` section that replicates its entries to the others. (): local only."""
+    h2_port: int = 0
+    """A second bind on this port that speaks only HTTP/2 over cleartext with prior
+    knowledge (`proto h2`); 0: none. (The main bind also upgrades to h2 on the h2 preface.)"""
 
     def __post_init__(self) -> None:
         problems = []
@@ -205,6 +208,10 @@ class L7Config:
         if self.peers and (not self.stick_on or self.name not in [n for n, _, _ in self.peers]
                            or len({n for n, _, _ in self.peers}) != len(self.peers)):
             problems.append("peers need stick_on, unique names and this node among them")
+        if self.h2_port and (self.h2_port == self.port or not 0 < self.h2_port < 65536
+                             or self.tls_crt_list or self.mode != "http"):
+            problems.append(f"h2_port {self.h2_port}: a port other than {self.port}, in "
+                            "mode http, without TLS")
         if problems:
             raise UsageError(f"L7 node {self.name}: " + "; ".join(problems))
 
