@@ -1,10 +1,10 @@
 """hol-and-buffering: HTTP/2 head-of-line blocking under loss, and proxy buffering of large
 bodies under a memory limit.
 
-Wiring (lab.py, on topologies/two_tier.py): c1 -> l7 (HAProxy 2.6; one bind takes h2c prior
-knowledge and HTTP/1.1) -> b1 (capacity-model backend, GET /bytes/N); c1 -> l7s (HAProxy,
-streaming) -> b1's slow sink; c1 -> lbuf (a tier that buffers whole bodies, in a memory cgroup
-made for it) -> b1's slow sink.
+Wiring (lab.py, on topologies/two_tier.py): c1 -> l7 (HAProxy 2.6; cleartext h2 with prior
+knowledge on :81 `proto h2`, HTTP/1.1 on :80) -> b1 (capacity-model backend, GET /bytes/N);
+c1 -> l7s (HAProxy, streaming) -> b1's slow sink; c1 -> lbuf (a tier that buffers whole
+bodies, in a memory cgroup made for it) -> b1's slow sink.
 
 Variants:
   loss-h2            S concurrent streams on ONE h2 connection, in rounds, while nftables in

@@ -168,11 +168,12 @@ def notes(p: Params, a: Analysis) -> list[str]:
            "in the client's namespace on packets from the proxy (no netem on this kernel); "
            f"Linux's minimum RTO, {model.RTO_MIN_MS:g} ms, bounds each stall from below."]
     if p.rto_only:
-        out.append("The proxy's namespace (l7 only) has net.ipv4.tcp_recovery=0, "
-                   "tcp_early_retrans=0, tcp_reordering=127: every lost segment is recovered "
-                   "by the RTO. At the lab's sub-millisecond RTT, RACK or fast retransmit "
-                   "would recover in about one RTT, a stall too short to see; on a WAN that "
-                   "RTT is itself tens of ms.")
+        out.append("The proxy's namespace (l7 only) has net.ipv4.tcp_sack=0, tcp_reordering="
+                   "127, tcp_early_retrans=0, tcp_recovery=0: every lost segment is recovered "
+                   "by the RTO (its TCPTimeouts counter is in raw/<variant>/proxy-tcp.json). "
+                   "With SACK on, this kernel still recovered most losses by fast retransmit "
+                   "in about one RTT, which at the lab's sub-millisecond RTT is a stall too "
+                   "short to see; on a WAN that RTT is itself tens of ms.")
     out.append("The buffering tier runs in a memory cgroup made for it (v2 memory.max or v1 "
                "memory.limit_in_bytes, whichever the machine has; swap excluded) and removed "
                "after its variant; environment.sysctls_changed lists it.")

@@ -1,7 +1,7 @@
 """hol-and-buffering's lab: topology, the running nodes, the loss, and each variant's load.
 
-    c1 -> s1 -> l7   (HAProxy: h2c prior knowledge and HTTP/1.1 on one bind) -> s2 -> b1:8080
-             -> l7s  (HAProxy, streaming uploads)                           -> s2 -> b1:8081
+    c1 -> s1 -> l7   (HAProxy: :81 proto h2, :80 HTTP/1.1)                  -> s2 -> b1:8080
+             -> l7s  (HAProxy, streaming; :81 proto h2 for slow-h2)          -> s2 -> b1:8081
              -> lbuf (the buffering tier, in its own memory cgroup)          -> s2 -> b1:8081
 b1 runs the capacity-model backend (:8080, GET /bytes/N) and the slow sink (:8081).
 """
@@ -31,6 +31,8 @@ from .memlimit import MemoryLimit
 
 BACKEND_PORT = 8080
 SINK_PORT = 8081
+H2_PORT = 81
+"""HAProxy's h2-only bind (proto h2): the h2 variants use it, the h1 variants port 80."""
 LB_NAMES = ("l7", "l7s", "lbuf")
 FRONT = {name: lb_front_ip(i) for i, name in enumerate(LB_NAMES, start=1)}
 NFT_TABLE = "lblab_hol"
@@ -47,13 +49,13 @@ def lab_plan(p: Params) -> LabPlan:
                    roles=ROLES)
 
 
-def loss_ruleset(src: str, loss_pct: float) -> str:
+def loss_ruleset(src: str, loss_pct: float, port: int = 80) -> str:
     """The client's input chain: count the proxy's packets, drop p of them at random."""
     threshold = round(loss_pct * 100)
     return (f"table inet {NFT_TABLE} {{\n"
             "\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n"
-            f"\t\tip saddr {src} tcp sport 80 counter\n"
-            f"\t\tip saddr {src} tcp sport 80 numgen random mod 10000 < {threshold} "
+            f"\t\tip saddr {src} tcp sport {port} counter\n"
+            f"\t\tip saddr {src} tcp sport {port} numgen random mod 10000 < {threshold} "
             "counter drop\n\t}\n}\n")
 
 
@@ -87,11 +89,12 @@ class Env:
             for key, value in RTO_ONLY_SYSCTLS.items():
                 lab.run("l7", ["sysctl", "-q", "-w", f"{key}={value}"])
         self.h2lb = L7Node(lab, L7Config("l7", FRONT["l7"], 80,
-                                         (Server("b1", backend_ip(1), BACKEND_PORT),))).start()
+                                         (Server("b1", backend_ip(1), BACKEND_PORT),),
+                                         h2_port=H2_PORT)).start()
         # Connect timeout: a SYN the busy userspace switch drops is resent after 1 s, 3 s.
         self.uplb = L7Node(lab, L7Config("l7s", FRONT["l7s"], 80,
                                          (Server("b1", backend_ip(1), SINK_PORT),),
-                                         timeout_connect_ms=3500)).start()
+                                         timeout_connect_ms=3500, h2_port=H2_PORT)).start()
         self.sysctls = {k: lab.run("l7", ["sysctl", "-n", k]).strip() for k in RTO_ONLY_SYSCTLS}
         # the socket buffers HAProxy l7s and the sink may use (max of tcp_wmem / tcp_rmem)
         self.buffers = {node: {key: int(lab.run(node, ["sysctl", "-n", f"net.ipv4.{key}"])
@@ -110,7 +113,8 @@ class Env:
     def measure_loss(self, mode: str, run: VariantRun, loss_pct: float) -> None:
         p, lab = self.p, self.lab
         tag = "streams"
-        cfg = StreamsConfig(host=FRONT["l7"], port=80, mode=mode, streams=p.streams,
+        port = H2_PORT if mode == "h2" else 80
+        cfg = StreamsConfig(host=FRONT["l7"], port=port, mode=mode, streams=p.streams,
                             rounds=p.rounds, path=f"/bytes/{p.response_bytes}",
                             gap_s=p.gap_ms / 1000,
                             timeout_s=max(10.0, 40 * model.RTO_MIN_MS / 1000),
@@ -134,7 +138,7 @@ class Env:
 
         wait_until(ready, timeout=20, what="the stream client's warm-up round")
         before = self.proxy_tcp()
-        lab.run("c1", ["nft", "-f", "-"], stdin=loss_ruleset(FRONT["l7"], loss_pct))
+        lab.run("c1", ["nft", "-f", "-"], stdin=loss_ruleset(FRONT["l7"], loss_pct, port))
         try:
             Path(cfg.go).write_text("go")
             bound = p.rounds * (cfg.timeout_s / 4 + cfg.gap_s) + 30
@@ -149,14 +153,15 @@ class Env:
         run.write_doc("proxy-tcp", {k: after[k] - before.get(k, 0) for k in after})
         seen, dropped = nft_counters(listing)
         run.write_doc("loss", {"seen": seen, "dropped": dropped, "loss_pct": loss_pct,
-                               "rule": loss_ruleset(FRONT["l7"], loss_pct),
+                               "rule": loss_ruleset(FRONT["l7"], loss_pct, port),
                                "proxy_sysctls": self.sysctls, "event": LOSS_ON})
         run.write_doc("haproxy-frontend", _frontend_h2(self.h2lb))
 
     # -- slow stream -----------------------------------------------------------------------
     def measure_slow(self, mode: str, run: VariantRun) -> None:
         p, lab = self.p, self.lab
-        cfg = StreamsConfig(host=FRONT["l7s"], port=80, mode=mode, path="/",
+        cfg = StreamsConfig(host=FRONT["l7s"], port=H2_PORT if mode == "slow-h2" else 80,
+                            mode=mode, path="/",
                             upload_bytes=int(p.slow_upload_mib * (1 << 20)),
                             upload_headers={"X-Pause-Ms": str(int(p.slow_pause_ms))},
                             siblings=p.siblings, sibling_every_s=p.sibling_every_s,

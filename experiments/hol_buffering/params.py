@@ -30,9 +30,9 @@ class Params:
                                           "curve: each adds loss-h2@P and loss-h1@P", min=0.01,
                                           max=20)
     rto_only: bool = param(True, "the proxy's namespace recovers every loss by the "
-                           "retransmission timeout (no RACK, no tail loss probe, dupthresh "
-                           "127): a loss is then a stall of >= the 200 ms minimum RTO, "
-                           "visible at the lab's sub-millisecond RTT")
+                           "retransmission timeout (no SACK, so no RACK; no tail loss probe; "
+                           "dupthresh 127): a loss is then a stall of >= the 200 ms minimum "
+                           "RTO, visible at the lab's sub-millisecond RTT")
     gap_ms: float = param(20.0, "pause between rounds", min=0, max=1000)
     # -- one slow stream beside its siblings ----------------------------------------------
     slow_upload_mib: float = param(64.0, "the slow stream's upload (MiB): more than the "
