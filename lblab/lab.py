@@ -442,6 +442,22 @@ class Lab:
         """Change a machine-wide sysctl until the lab tears down; returns the old value."""
         return self._stack.enter_context(self.global_sysctl(path, value, check=check))
 
+    @contextlib.contextmanager
+    def cgroup(self, path: Path, change: dict[str, str]) -> Iterator[Path]:
+        """A cgroup directory made for this lab's processes (a memory limit), recorded before
+        it exists so teardown, the guardian after a SIGKILL, and `lblab clean` remove it, and
+        named in the result (`change`) as the machine-wide change it is."""
+        assert self.owned is not None
+        self.owned.add_cgroup(str(path))
+        self.sysctl_log.append(change)
+        path.mkdir()
+        try:
+            yield path
+        finally:
+            problem = owned_mod.remove_cgroup(path)
+            if problem is None:
+                self.owned.forget_cgroup(str(path))
+
     @property
     def sysctls_changed(self) -> list[dict[str, str]]:
         """Every global sysctl this lab changed (and restored): for the result."""

@@ -63,6 +63,9 @@ class Owned:
     processes: list[ProcRecord] = field(default_factory=list)
     sysctls: dict[str, str] = field(default_factory=dict)
     """Global sysctl path -> the value to restore."""
+    cgroups: list[str] = field(default_factory=list)
+    """cgroup directories made for the lab's processes (a memory limit): removed after the
+    processes in them are stopped."""
     path: Path = field(default=Path(), compare=False)
     """The state file; fixed when the lab is claimed, so it never moves mid-run."""
     run_dir: Path = field(default=Path(), compare=False)
@@ -86,7 +89,7 @@ class Owned:
             "lab": self.lab, "owner_pid": self.owner_pid, "owner_start": self.owner_start,
             "bridges": self.bridges, "links": self.links,
             "processes": [p.to_json() for p in self.processes], "sysctls": self.sysctls,
-            "run_dir": str(self.run_dir),
+            "cgroups": self.cgroups, "run_dir": str(self.run_dir),
         }
         _atomic_write(self.path, json.dumps(data, indent=1))
 
@@ -97,7 +100,8 @@ class Owned:
             lab=data["lab"], owner_pid=data["owner_pid"], owner_start=data.get("owner_start"),
             bridges=data["bridges"], links=data["links"],
             processes=[ProcRecord(**p) for p in data["processes"]], sysctls=data["sysctls"],
-            path=path, run_dir=Path(data.get("run_dir") or runtime_dir() / data["lab"]),
+            cgroups=data.get("cgroups", []), path=path,
+            run_dir=Path(data.get("run_dir") or runtime_dir() / data["lab"]),
         )
 
     def owner_alive(self) -> bool:
@@ -128,6 +132,16 @@ class Owned:
 
     def forget_sysctl(self, path: str) -> None:
         self.sysctls.pop(path, None)
+        self.save()
+
+    def add_cgroup(self, path: str) -> None:
+        if path not in self.cgroups:
+            self.cgroups.append(path)
+        self.save()
+
+    def forget_cgroup(self, path: str) -> None:
+        if path in self.cgroups:
+            self.cgroups.remove(path)
         self.save()
 
 
@@ -183,6 +197,11 @@ def remove(owned: Owned, keep: tuple[ProcRecord, ...] = ()) -> list[str]:
         except OSError as exc:
             problems.append(f"could not restore {path} to {old}: {exc}")
 
+    for cgroup in owned.cgroups:
+        problem = remove_cgroup(Path(cgroup))
+        if problem:
+            problems.append(problem)
+
     present = ovs_bridges() if owned.bridges else set()
     for br in owned.bridges:
         if br in present:
@@ -207,6 +226,35 @@ def remove(owned: Owned, keep: tuple[ProcRecord, ...] = ()) -> list[str]:
     return problems
 
 
+def remove_cgroup(path: Path, wait_s: float = 2.0) -> str | None:
+    """Remove a cgroup directory whose processes were stopped; None when it is gone. A killed
+    process leaves its cgroup only as it exits: rmdir answers EBUSY until then."""
+    import errno
+
+    from lblab.errors import LabError
+    from lblab.ready import wait_until
+
+    failure: list[OSError] = []
+
+    def gone() -> bool:
+        try:
+            path.rmdir()
+        except FileNotFoundError:
+            return True
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                failure.append(exc)
+                return True
+            return False
+        return True
+
+    try:
+        wait_until(gone, timeout=wait_s, what=f"cgroup {path} to empty", interval=0.01)
+    except LabError as exc:
+        return str(exc)
+    return f"cgroup {path}: {failure[0]}" if failure else None
+
+
 def leftovers(owned: Owned, keep: tuple[ProcRecord, ...] = ()) -> list[str]:
     """What of `owned` is still on the machine (for tests and for `lblab clean --check`)."""
     from pyroute2 import IPRoute
@@ -214,6 +262,7 @@ def leftovers(owned: Owned, keep: tuple[ProcRecord, ...] = ()) -> list[str]:
     found = [f"process {p.pid} ({p.name})" for p in owned.processes
              if p not in keep and p.alive()]
     found += [f"bridge {b}" for b in owned.bridges if b in ovs_bridges()]
+    found += [f"cgroup {c}" for c in owned.cgroups if Path(c).is_dir()]
     with IPRoute() as ipr:
         found += [f"link {n}" for n in owned.links if ipr.link_lookup(ifname=n)]
     return found

@@ -208,15 +208,17 @@ class Env:
                             max_body=p.max_body if kind == "buffer-max-body" else 0,
                             max_inflight=p.conc_limit if kind == "buffer-conc-limit" else 0)
         limit = MemoryLimit(f"lblab-{self.lab.name}-{kind}")
-        with limit:
+        change = limit.record()
+        # The lab owns the cgroup: removed when this variant ends, and by the guardian or
+        # `lblab clean` after a crash; the result names it as a machine-wide change.
+        with self.lab.cgroup(limit.dir, change):
             proc = self._bodies("lbuf", tier, name=f"tier-{kind}")
             limit.add(proc.pid)
             # One small upload at rest: the tier's code paths are paged in and charged.
             self._ramp(run, FRONT["lbuf"], "warmup", uploads=1, body=65536, clock=False)
             rest = limit.usage()
             limit.set_limit(rest + p.headroom_bytes)
-            record = limit.record(rest + p.headroom_bytes)
-            run.rep.sysctls.append(record)
+            change.update(limit.record(rest + p.headroom_bytes))
             run.write_doc("memory-limit", {"version": limit.version, "rest_bytes": rest,
                                            "limit_bytes": limit.limit(),
                                            "headroom_bytes": p.headroom_bytes,

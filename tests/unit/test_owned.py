@@ -46,3 +46,49 @@ def test_a_second_claim_of_a_live_lab_is_refused(tmp_path, monkeypatch):
     with pytest.raises(UsageError, match="lab 'twice' is already running"):
         owned.claim("twice")
     state.path.unlink()
+
+
+def _memory_cgroup_base():
+    from pathlib import Path
+
+    root = Path("/sys/fs/cgroup")
+    controllers = root / "cgroup.controllers"
+    if controllers.exists() and "memory" in controllers.read_text().split():
+        return root
+    if (root / "memory" / "memory.limit_in_bytes").exists():
+        return root / "memory"
+    return None
+
+
+def test_a_recorded_cgroup_goes_with_its_lab_also_when_a_process_still_lives_in_it(
+        tmp_path, monkeypatch):
+    """What the guardian and `lblab clean` do after a SIGKILL: stop the lab's processes,
+    then remove the cgroup made for them (a memory limit), leaving nothing."""
+    import subprocess
+
+    import pytest
+
+    base = _memory_cgroup_base()
+    if base is None or os.geteuid() != 0:
+        pytest.skip("needs root and a memory cgroup controller")
+    monkeypatch.setenv("LBLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LBLAB_RUNTIME", str(tmp_path / "run"))
+    state = owned.claim("cg")
+    cgroup = base / f"lblab-test-{os.getpid()}"
+    state.add_cgroup(str(cgroup))
+    cgroup.mkdir()
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        state.add_process(ProcRecord.of(proc.pid, "sleeper"))
+        (cgroup / "cgroup.procs").write_text(str(proc.pid))
+        reloaded = owned.Owned.load(state.path)  # what a guardian or `lblab clean` reads
+        assert reloaded.cgroups == [str(cgroup)]
+        assert f"cgroup {cgroup}" in owned.leftovers(reloaded)
+        assert owned.remove(reloaded) == []
+        assert not cgroup.exists() and proc.poll() is not None
+        assert owned.leftovers(reloaded) == []
+    finally:
+        proc.kill()
+        proc.wait()
+        if cgroup.exists():
+            owned.remove_cgroup(cgroup)
