@@ -298,8 +298,17 @@ class L7Node:
         self.master_socket = lab.file(f"{cfg.name}-haproxy-master.sock")
         """The master CLI (master_worker only): `show proc`, `reload`."""
 
+    def config_text(self) -> str:
+        """The HAProxy configuration this node runs (a node with a template of its own, as an
+        experiment may have, overrides this and `listen_ports`)."""
+        return render(self.cfg, str(self.socket))
+
+    def listen_ports(self) -> tuple[int, ...]:
+        """The ports that answer once this node is ready."""
+        return (self.cfg.port,)
+
     def _write_config(self) -> None:
-        self.config_path.write_text(render(self.cfg, str(self.socket)))
+        self.config_path.write_text(self.config_text())
         check = subprocess.run(["haproxy", "-c", "-q", "-f", str(self.config_path)],
                                capture_output=True, text=True, check=False)
         if check.returncode != 0:
@@ -314,7 +323,8 @@ class L7Node:
             self.lab.on_teardown(lambda: self.master_socket.unlink(missing_ok=True))
         self.proc = self.lab.spawn(self.cfg.name, argv, name=f"haproxy-{self.cfg.name}")
         self.lab.on_teardown(lambda: self.socket.unlink(missing_ok=True))
-        self.lab.wait_listening(self.cfg.name, self.cfg.port, proc=self.proc, timeout=timeout)
+        for port in self.listen_ports():
+            self.lab.wait_listening(self.cfg.name, port, proc=self.proc, timeout=timeout)
         wait_until(self.socket.exists, timeout=timeout, what=f"{self.socket} to appear")
         return self
 

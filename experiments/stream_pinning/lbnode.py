@@ -10,14 +10,12 @@ connection age is its client's). It is driven like lbnodes.l7.L7Node (same runti
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 
-from lblab.errors import LabError, UsageError
-from lblab.ready import wait_until
+from lblab.errors import UsageError
 from lbnodes.l7 import L7Node, Server
 
 TEMPLATE = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent),
@@ -44,6 +42,8 @@ class StreamLBConfig:
     check_fall: int = 2
     check_rise: int = 1
     idle_timeout_ms: int = 30000
+    master_worker: bool = False
+    """Always False here: L7Node starts a master-worker HAProxy only when asked."""
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.servers]
@@ -67,21 +67,11 @@ class StreamLB(L7Node):
         super().__init__(lab, cfg)  # type: ignore[arg-type]
         self.ws_backend = f"be_{cfg.name}_ws"
 
-    def start(self, timeout: float = 15.0) -> StreamLB:
-        self.config_path.write_text(render(self.cfg, str(self.socket)))
-        check = subprocess.run(["haproxy", "-c", "-q", "-f", str(self.config_path)],
-                               capture_output=True, text=True, check=False)
-        if check.returncode != 0:
-            raise LabError(f"haproxy rejected {self.config_path}: "
-                           f"{(check.stderr or check.stdout).strip()[:300]}")
-        self.proc = self.lab.spawn(self.cfg.name, ["haproxy", "-db", "-f",
-                                                   str(self.config_path)],
-                                   name=f"haproxy-{self.cfg.name}")
-        self.lab.on_teardown(lambda: self.socket.unlink(missing_ok=True))
-        for port in (self.cfg.port, self.cfg.ws_port):
-            self.lab.wait_listening(self.cfg.name, port, proc=self.proc, timeout=timeout)
-        wait_until(self.socket.exists, timeout=timeout, what=f"{self.socket} to appear")
-        return self
+    def config_text(self) -> str:
+        return render(self.cfg, str(self.socket))
+
+    def listen_ports(self) -> tuple[int, ...]:
+        return (self.cfg.port, self.cfg.ws_port)
 
     def set_servers(self, ready: list[str], maint: list[str]) -> None:
         """Both backends: `ready` servers in service, `maint` ones in maintenance."""
