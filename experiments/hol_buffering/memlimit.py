@@ -5,16 +5,14 @@ hierarchy has the memory controller, else cgroup v1 (`memory.limit_in_bytes`,
 `memory.usage_in_bytes`, `memory.oom_control` oom_kill); `detect` says which. Swap is
 excluded (v2 `memory.swap.max` 0, v1 `memory.memsw.limit_in_bytes` = the limit, swappiness
 0), so reaching the limit means the kernel's OOM killer, not paging. Creating the cgroup is a
-machine-wide change: the result records it, and `MemoryLimit` is a context manager whose exit
-(a `finally`) moves any process left back to the root and removes the directory.
+machine-wide change: the lab owns the directory (`Lab.cgroup` makes it, records it in the
+lab's state file and removes it at the variant's end, or the guardian / `lblab clean` after a
+crash) and the result names it; this class only reads and writes the controller's files.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,13 +58,6 @@ class MemoryLimit:
         return {"path": str(self.dir / self.files["limit"]), "old": "(no such cgroup)",
                 "new": f"{limit} (cgroup {self.version}, made for the run, then removed)"}
 
-    def __enter__(self) -> MemoryLimit:
-        self.dir.mkdir()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.remove()
-
     def _write(self, name: str, value: str) -> None:
         (self.dir / name).write_text(value)
 
@@ -98,20 +89,3 @@ class MemoryLimit:
             if key == "oom_kill":
                 return int(value)
         return 0
-
-    def remove(self) -> None:
-        if not self.dir.exists():
-            return
-        procs = self.dir / "cgroup.procs"
-        for pid in procs.read_text().split() if procs.exists() else []:
-            with contextlib.suppress(OSError):
-                (self.base / "cgroup.procs").write_text(pid)
-        for _ in range(100):
-            try:
-                os.rmdir(self.dir)
-                return
-            except OSError as exc:
-                if exc.errno != errno.EBUSY:
-                    raise
-                time.sleep(0.01)  # a killed process leaves its cgroup as it exits
-        os.rmdir(self.dir)
