@@ -3,8 +3,10 @@ and its guards (headroom, routes) against fake labs."""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -271,9 +273,17 @@ class FloodLab:
 
     def __init__(self, code: int | None = 1, raises: bool = False) -> None:
         self.code, self.raises, self.stopped = code, raises, []
+        self.folder = Path(tempfile.mkdtemp(prefix="floodlab-"))
 
     def addresses(self) -> set[str]:
         return {"10.1.1.1"}
+
+    def file(self, name: str) -> Path:
+        return self.folder / name
+
+    def run(self, node, argv, *, check=True):
+        """nft in the flooder: the count bound's ruleset, its `sent` counter (nothing sent)."""
+        return json.dumps({"nftables": [{"counter": {"name": "sent", "packets": 0}}]})
 
     def spawn(self, node, argv, *, name):
         if self.raises:
@@ -281,6 +291,9 @@ class FloodLab:
         lab = self
 
         class Proc:
+            def poll(self):
+                return lab.code
+
             def wait(self, timeout):
                 if lab.code is None:
                     raise subprocess.TimeoutExpired(argv, timeout)
