@@ -26,6 +26,10 @@ RUN = textwrap.dedent("""
     from lblab.proc import ProcRecord
     from lblab.ready import wait_until
 
+    # A Ctrl-C must reach this run as it reaches `lblab run` in a terminal, also when the
+    # tests run as a background job (which starts every child with SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     lab, sysctl, ready, mode = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
     state = owned.claim(lab)
     guardian = Guardian.start(state)
