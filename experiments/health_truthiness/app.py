@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, fields
 
 from aiohttp import web
 
-from lblab.workloads.backend import run_config, serve_apps
+from lblab.workloads.backend import run_config, serve_apps, update_faults
 
 SHARED_KEY = "inventory"
 LOCAL, SHARED = "local", "shared"
@@ -217,11 +217,7 @@ class App:
             "faults": asdict(self.faults)})
 
     async def set_faults(self, req: web.Request) -> web.Response:
-        try:
-            self.faults.update(await req.json())
-        except (ValueError, TypeError) as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response(asdict(self.faults))
+        return await update_faults(req, self.faults)
 
     def data_app(self) -> web.Application:
         app = web.Application()

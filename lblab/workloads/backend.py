@@ -29,11 +29,22 @@ import time
 import uuid
 import weakref
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from aiohttp import web
 
 from lblab.workloads.capacity import CapacityModel, Overloaded, service_time
 from lblab.workloads.loop import run_loop
+
+
+async def update_faults(req: web.Request, faults: Any) -> web.Response:
+    """The control plane's POST /faults for any server whose fault knobs are a dataclass
+    with `update(changes)`: a bad knob or value is a 400 naming it, else the knobs now."""
+    try:
+        faults.update(await req.json())
+    except (ValueError, TypeError) as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    return web.json_response(asdict(faults))
 
 
 @dataclass
@@ -181,11 +192,7 @@ class Backend:
         return web.json_response(body)
 
     async def set_faults(self, req: web.Request) -> web.Response:
-        try:
-            self.faults.update(await req.json())
-        except (ValueError, TypeError) as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response(asdict(self.faults))
+        return await update_faults(req, self.faults)
 
     # -- wiring ----------------------------------------------------------------------------
     def data_app(self) -> web.Application:
