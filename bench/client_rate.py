@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import re
 import statistics
 import tempfile
@@ -53,6 +54,7 @@ def main() -> None:
     ap.add_argument("--refine", type=int, default=2,
                     help="bisection steps after the first unsustained rate")
     args = ap.parse_args()
+    print(f"load average before: {', '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     folder = Path(tempfile.mkdtemp(prefix="lblab-bench-"))
     with smoke_lab("bench-client", service_ms=0, workers=64,
                    service_dist="constant") as smoke:

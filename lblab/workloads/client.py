@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import gc
 import json
 import random
 import subprocess
@@ -102,7 +103,9 @@ def classify(status: int | None, error: BaseException | None) -> str:
 class Client:
     """One worker's share of the schedule. Rows are kept as tuples and formatted only when
     written: at thousands of requests a second the per-row work is what the client's CPU goes
-    to, and that CPU is taken from the stack under test."""
+    to, and that CPU is taken from the stack under test. For the same reason a request is not
+    a task: it is a `_Request` moved along by callbacks (the pool's answer, a retry's timer),
+    and latencies go into the HDR histogram after the schedule, not on its path."""
 
     def __init__(self, cfg: ClientConfig, part: tuple[int, int] = (0, 1)) -> None:
         self.cfg = cfg
@@ -114,6 +117,9 @@ class Client:
         self.in_flight = 0
         self.t0 = 0.0
         self.started_wall: float | None = None
+        self._latencies_us: list[int] = []
+        self._unfinished = 0
+        self._all_done: asyncio.Future | None = None
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -122,105 +128,91 @@ class Client:
         sources = self.cfg.local_addrs or [""]
         pools = {(t, s): Pool(t, s, self.cfg.keepalive)
                  for t in self.cfg.targets for s in sources}
+        loop = asyncio.get_running_loop()
         try:
             offsets = schedule(self.cfg)
-            wait = self.cfg.start_at - time.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            self.t0 = time.monotonic()
-            self.started_wall = time.time()
-            if self.cfg.start_file and self.part[0] == 0:
-                _announce_start(Path(self.cfg.start_file), self.started_wall)
-            tasks = []
             k, parts = self.part
             targets, local = self.cfg.targets, self.cfg.local_addrs
             picks = target_picks(self.cfg, len(offsets))
+            # What the run allocated so far lives to its end: out of the collector's sight,
+            # so that full collections (tens of ms with a big heap) do not stall the schedule.
+            gc.collect()
+            gc.freeze()
+            wait = self.cfg.start_at - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self.t0 = t0 = time.monotonic()
+            self.started_wall = time.time()
+            if self.cfg.start_file and self.part[0] == 0:
+                _announce_start(Path(self.cfg.start_file), self.started_wall)
+            self._all_done = loop.create_future()
+            self._unfinished = 1  # the schedule itself, until its last request has left
+            monotonic, sleep = time.monotonic, asyncio.sleep
             for i in range(k, len(offsets), parts):
                 offset = offsets[i]
-                delay = offset - self.now()
+                delay = offset - (monotonic() - t0)
                 if delay > 0:
-                    await asyncio.sleep(delay)
+                    await sleep(delay)
                 target = targets[picks[i]]
                 source = local[i % len(local)] if local else ""
-                tasks.append(asyncio.create_task(
-                    self.request(pools[target, source], i, offset, target, source)))
-            if tasks:
-                await asyncio.gather(*tasks)
+                self._unfinished += 1
+                _Request(self, pools[target, source], i, offset, target, source).begin()
+            self._finished_one()
+            await self._all_done
         finally:
             for pool in pools.values():
                 pool.close()
+            gc.unfreeze()
+            record = self.hist.record_value
+            for us in self._latencies_us:
+                record(us)
+            self._latencies_us = []
 
-    async def request(self, pool: Pool, rid: int, intended: float, target: str,
-                      source: str = "") -> None:
-        outcome, attempt = "shed", 0
-        if self.in_flight >= self.cfg.max_in_flight or not self.policy.allow(self.now()):
-            outcome = "shed" if self.in_flight >= self.cfg.max_in_flight else "breaker_open"
-            self.rows.append((rid, 0, intended, None, None, None, outcome, "", "", target,
-                              source, None))
-        else:
-            self.in_flight += 1
-            try:
-                while True:
-                    outcome = await self._attempt(pool, rid, attempt, intended, target, source)
-                    delay = self.policy.next_delay(attempt, outcome, self.now())
-                    if outcome == "ok" or delay is None:
-                        break
-                    if delay:
-                        await asyncio.sleep(delay)
-                    attempt += 1
-                    if not self.policy.allow(self.now()):
-                        outcome = "breaker_open"
-                        break
-            finally:
-                self.in_flight -= 1
+    def _finished_one(self) -> None:
+        self._unfinished -= 1
+        if self._unfinished == 0 and not self._all_done.done():
+            self._all_done.set_result(None)
+
+    def _finish(self, outcome: str, done: float | None, intended: float) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
         if outcome == "ok":
-            self.hist.record_value(max(1, int((self.now() - intended) * 1e6)))
+            self._latencies_us.append(max(1, int((done - intended) * 1e6)))
+        self._finished_one()
 
-    async def _attempt(self, pool: Pool, rid: int, attempt: int, intended: float,
-                       target: str, source: str) -> str:
-        sent = self.now()
-        self.policy.on_attempt(attempt, sent)
-        status, backend, peer, error = None, "", "", None
-        meta: dict = {}
-        try:
-            status, backend, peer = await pool.get(self.cfg.timeout_s, meta)
-        except OSError as exc:  # TimeoutError, ConnectFailed and resets are all OSErrors
-            error = exc
-        outcome = classify(status, error)
-        done = self.now()
-        self.policy.on_outcome(outcome == "ok", done)
-        self.rows.append((rid, attempt, intended, sent, done, status, outcome, backend, peer,
-                          target, source, meta.get("sport")))
-        return outcome
+    def _record_values(self) -> list[list]:
+        """The rows as the CSV holds them (RECORD_FIELDS order), in (id, attempt) order."""
+        return [[rid, attempt, round(intended, 6),
+                 "" if sent is None else round(sent, 6),
+                 "" if done is None else round(done, 6),
+                 "" if done is None else round((done - intended) * 1000, 3),
+                 status or "", outcome, backend, peer, target, source, sport or ""]
+                for (rid, attempt, intended, sent, done, status, outcome, backend, peer,
+                     target, source, sport) in sorted(self.rows, key=lambda r: (r[0], r[1]))]
 
     def records(self) -> list[dict]:
         """The rows as the CSV holds them, in (id, attempt) order."""
-        out = []
-        for (rid, attempt, intended, sent, done, status, outcome, backend, peer, target,
-             source, sport) in sorted(self.rows, key=lambda r: (r[0], r[1])):
-            out.append({
-                "id": rid, "attempt": attempt, "intended_s": round(intended, 6),
-                "sent_s": "" if sent is None else round(sent, 6),
-                "done_s": "" if done is None else round(done, 6),
-                "latency_ms": "" if done is None else round((done - intended) * 1000, 3),
-                "status": status or "", "outcome": outcome, "backend": backend, "peer": peer,
-                "target": target, "source": source, "sport": sport or "",
-            })
-        return out
+        return [dict(zip(RECORD_FIELDS, values, strict=True))
+                for values in self._record_values()]
 
     def write(self, records: list[dict] | None = None) -> None:
         """Write the records CSV (this client's rows, or `records` when merging workers)
         and the summary JSON beside it."""
-        records = self.records() if records is None else records
         with open(self.cfg.records, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=RECORD_FIELDS)
-            writer.writeheader()
-            writer.writerows(records)
+            if records is None:  # straight from the tuples: no dict per row
+                values = self._record_values()
+                writer = csv.writer(f)
+                writer.writerow(RECORD_FIELDS)
+                writer.writerows(values)
+                attempts = len(values)
+            else:
+                writer = csv.DictWriter(f, fieldnames=RECORD_FIELDS)
+                writer.writeheader()
+                writer.writerows(records)
+                attempts = len(records)
         summary = {
             "config": asdict(self.cfg), "counts": self.counts,
             "started_wall": self.started_wall,
-            "requests": sum(self.counts.values()), "attempts": len(records),
+            "requests": sum(self.counts.values()), "attempts": attempts,
             "latency_ms": {f"p{q:g}": self.hist.get_value_at_percentile(q) / 1000
                            for q in (50, 90, 99, 99.9)} if self.hist.total_count else {},
             "hdr": self.hist.encode().decode() if self.hist.total_count else "",
@@ -232,6 +224,72 @@ class Client:
         tmp = Path(f"{self.cfg.summary}.tmp")
         tmp.write_text(json.dumps(summary, indent=1))
         tmp.replace(self.cfg.summary)
+
+
+class _Request:
+    """One scheduled request and its attempts, moved along by callbacks: the same steps,
+    in the same order, as a coroutine that awaits each attempt and sleeps between them."""
+
+    __slots__ = ("client", "pool", "rid", "intended", "target", "source", "attempt", "sent",
+                 "sport")
+
+    def __init__(self, client: Client, pool: Pool, rid: int, intended: float, target: str,
+                 source: str) -> None:
+        self.client, self.pool, self.rid, self.intended = client, pool, rid, intended
+        self.target, self.source = target, source
+        self.attempt = 0
+        self.sent = 0.0
+        self.sport: int | None = None
+
+    def begin(self) -> None:
+        c = self.client
+        if c.in_flight >= c.cfg.max_in_flight or not c.policy.allow(c.now()):
+            outcome = "shed" if c.in_flight >= c.cfg.max_in_flight else "breaker_open"
+            c.rows.append((self.rid, 0, self.intended, None, None, None, outcome, "", "",
+                           self.target, self.source, None))
+            c._finish(outcome, None, self.intended)
+            return
+        c.in_flight += 1
+        self._send()
+
+    def _send(self) -> None:
+        c = self.client
+        self.sent = sent = time.monotonic() - c.t0
+        c.policy.on_attempt(self.attempt, sent)
+        self.sport = self.pool.start(c.cfg.timeout_s, self._answered)
+
+    def _answered(self, status: int | None, backend: str, peer: str,
+                  error: BaseException | None) -> None:
+        c = self.client
+        done = time.monotonic() - c.t0
+        outcome = classify(status, error)
+        c.policy.on_outcome(outcome == "ok", done)
+        c.rows.append((self.rid, self.attempt, self.intended, self.sent, done, status, outcome,
+                       backend, peer, self.target, self.source, self.sport))
+        if outcome == "ok":
+            self._end(outcome, done)
+            return
+        delay = c.policy.next_delay(self.attempt, outcome, c.now())
+        if delay is None:
+            self._end(outcome, done)
+        elif delay:
+            self.pool.loop.call_later(delay, self._retry)
+        else:  # a zero delay still waits one turn of the loop, as an `await` would
+            self.pool.loop.call_soon(self._retry)
+
+    def _retry(self) -> None:
+        c = self.client
+        self.attempt += 1
+        if not c.policy.allow(c.now()):
+            self._end("breaker_open", None)
+            return
+        self._send()
+
+    def _end(self, outcome: str, done: float | None) -> None:
+        c = self.client
+        c.in_flight -= 1
+        c._finish(outcome, done if done is not None else c.now(), self.intended)
+
 
 
 def _announce_start(path: Path, wall: float) -> None:

@@ -150,6 +150,23 @@ def test_only_http_urls_are_accepted():
     run(scenario())
 
 
+def run_client_against(reply, tmp_path, **settings) -> tuple[list[dict], dict]:
+    """Run a Client (constant arrivals) against `serve(reply)`: (records, summary)."""
+
+    async def scenario():
+        server = await serve(reply, [])
+        client = Client(ClientConfig(targets=[url_of(server)], arrival="constant",
+                                     records=str(tmp_path / "r.csv"),
+                                     summary=str(tmp_path / "s.json"), **settings))
+        await client.run()
+        server.close()
+        client.write()
+
+    run(scenario())
+    rows = list(csv.DictReader(open(tmp_path / "r.csv")))
+    return rows, json.loads((tmp_path / "s.json").read_text())
+
+
 def test_client_records_each_outcome(tmp_path):
     """Every second request the server sees gets a 503: the records hold one row per request
     with its status, outcome and backend, and the summary counts them."""
@@ -159,19 +176,7 @@ def test_client_records_each_outcome(tmp_path):
         seen[0] += 1
         return OK if seen[0] % 2 else OK.replace(b"200 OK", b"503 No")
 
-    async def scenario():
-        server = await serve(reply, [])
-        cfg = ClientConfig(targets=[url_of(server)], rate=200, duration_s=0.2,
-                           arrival="constant", records=str(tmp_path / "r.csv"),
-                           summary=str(tmp_path / "s.json"))
-        client = Client(cfg)
-        await client.run()
-        server.close()
-        client.write()
-
-    run(scenario())
-    rows = list(csv.DictReader(open(tmp_path / "r.csv")))
-    summary = json.loads((tmp_path / "s.json").read_text())
+    rows, summary = run_client_against(reply, tmp_path, rate=200, duration_s=0.2)
     assert [int(r["id"]) for r in rows] == list(range(39))
     assert {(r["status"], r["outcome"], r["backend"]) for r in rows} == {
         ("200", "ok", "b2"), ("503", "5xx", "b2")}
@@ -248,3 +253,14 @@ def test_a_refused_attempt_still_records_its_port():
         return meta
 
     assert run(scenario())["sport"] > 0
+
+
+def test_client_retries_a_silent_server_on_rows_of_their_own(tmp_path):
+    """Each attempt of a retried request is a row: both time out, the request counts once."""
+
+    rows, summary = run_client_against(lambda n: b"", tmp_path, rate=20, duration_s=0.1,
+                                       timeout_s=0.05, retry={"kind": "naive", "retries": 1})
+    assert [(r["id"], r["attempt"], r["outcome"]) for r in rows] == [
+        ("0", "0", "timeout"), ("0", "1", "timeout")]
+    assert all(float(r["done_s"]) - float(r["sent_s"]) >= 0.045 for r in rows)
+    assert summary["counts"] == {"timeout": 1}
