@@ -274,8 +274,11 @@ class _Request:
             self._end(outcome, done)
         elif delay:
             self.pool.loop.call_later(delay, self._retry)
-        else:  # a zero delay still waits one turn of the loop, as an `await` would
-            self.pool.loop.call_soon(self._retry)
+        else:
+            # At once, in this step: the retry counts against a budget (on_attempt) in the
+            # step that allowed it. A turn of the loop in between would let every other
+            # failure answered in the same turn be allowed against the same count.
+            self._retry()
 
     def _retry(self) -> None:
         c = self.client

@@ -264,3 +264,38 @@ def test_client_retries_a_silent_server_on_rows_of_their_own(tmp_path):
         ("0", "0", "timeout"), ("0", "1", "timeout")]
     assert all(float(r["done_s"]) - float(r["sent_s"]) >= 0.045 for r in rows)
     assert summary["counts"] == {"timeout": 1}
+
+
+def test_a_retry_budget_holds_when_many_failures_arrive_together(tmp_path):
+    """Every answer is a 503, held so that answers reach the client in bursts: a retry
+    budget of 10 % of the window's requests is never exceeded, because a retry counts against
+    the budget in the same step that allowed it, not one loop turn later (when the other
+    failures of the burst have been allowed against the same count)."""
+
+    async def burst_503(reader, writer):
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                await asyncio.sleep(0.02 - asyncio.get_running_loop().time() % 0.02)
+                writer.write(OK.replace(b"200 OK", b"503 No"))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    async def scenario():
+        server = await asyncio.start_server(burst_503, "127.0.0.1", 0)
+        client = Client(ClientConfig(
+            targets=[url_of(server)], arrival="constant", rate=1000, duration_s=0.5,
+            records=str(tmp_path / "r.csv"), summary=str(tmp_path / "s.json"),
+            retry={"kind": "budget", "ratio": 0.1, "window_s": 10, "retries": 3}))
+        await client.run()
+        server.close()
+        client.write()
+
+    run(scenario())
+    rows = list(csv.DictReader(open(tmp_path / "r.csv")))
+    firsts = [float(r["sent_s"]) for r in rows if r["attempt"] == "0"]
+    retries = sorted(float(r["sent_s"]) for r in rows if r["attempt"] != "0")
+    assert retries, "the budget allowed no retry at all"
+    over = [(s, n + 1) for n, s in enumerate(retries)
+            if n + 1 > 0.1 * sum(1 for f in firsts if f <= s) + 1e-9]
+    assert not over, f"retries sent over the budget (time, retries so far): {over[:5]}"
