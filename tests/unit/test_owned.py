@@ -92,3 +92,27 @@ def test_a_recorded_cgroup_goes_with_its_lab_also_when_a_process_still_lives_in_
         proc.wait()
         if cgroup.exists():
             owned.remove_cgroup(cgroup)
+
+
+def test_the_state_file_reads_back_what_was_recorded_one_process_a_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("LBLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LBLAB_RUNTIME", str(tmp_path / "run"))
+    state = owned.claim("lines")
+    assert owned.Owned.load(state.path).processes == []
+    for i in range(3):
+        state.add_process(ProcRecord(100 + i, 7, f'h"{i}', i % 2 == 0))
+        state.add_links([f"s1-eth{i}"])
+    state.add_sysctl("/proc/sys/x", "1")
+    back = owned.Owned.load(state.path)
+    assert back == state
+    text = state.path.read_text()
+    assert text.count('"pid"') == 3 and text.count("\n") > 10
+    state.path.unlink()
+
+
+def test_offloads_command_reports_its_exit_status():
+    from lblab.lab import OFFLOADS_DONE, offloads_command
+
+    line = offloads_command(["h1-eth0", "h1-eth1"])
+    assert line.count("ethtool -K") == 2 and " && " in line
+    assert line.endswith(f"echo {OFFLOADS_DONE}$?")
