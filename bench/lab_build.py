@@ -32,29 +32,32 @@ from machine import header  # noqa: E402
 from lblab.lab import Lab  # noqa: E402
 
 
-def raw(n: int) -> float:
+def raw(n: int) -> tuple[float, float]:
+    """(up, down) seconds."""
     t0 = time.monotonic()
     net = Mininet(topo=SingleSwitchTopo(k=n), controller=None, autoSetMacs=False,
                   switch=lambda name, **p: OVSSwitch(name, datapath="user",
                                                      failMode="standalone", **p))
     net.start()
+    t1 = time.monotonic()
     net.stop()
-    return time.monotonic() - t0
+    return t1 - t0, time.monotonic() - t1
 
 
-def lab(n: int) -> float:
+def lab(n: int) -> tuple[float, float]:
+    """(up, down) seconds; down ends when the lab has checked that nothing is left."""
     t0 = time.monotonic()
     with Lab("bench-build", SingleSwitchTopo(k=n)):
-        pass
-    return time.monotonic() - t0
+        t1 = time.monotonic()
+    return t1 - t0, time.monotonic() - t1
 
 
 def profile(n: int) -> None:
     prof = cProfile.Profile()
     prof.enable()
-    took = lab(n)
+    up, down = lab(n)
     prof.disable()
-    print(f"one lab of {n} hosts: {took:.2f} s; by cumulative time:")
+    print(f"one lab of {n} hosts: up {up:.2f} s, down {down:.2f} s; by cumulative time:")
     pstats.Stats(prof).sort_stats("cumulative").print_stats(30)
 
 
@@ -70,16 +73,23 @@ def main() -> None:
     if args.profile:
         profile(args.profile)
         return
-    print(f"{'hosts':>5} {'raw s':>8} {'lab s':>8} {'lab/raw':>8}")
+    print(f"{'hosts':>5} {'raw s':>7} {'lab s':>7} {'lab/raw':>7}  {'up raw':>7} {'up lab':>7}"
+          f" {'ratio':>6}  {'down raw':>8} {'down lab':>8} {'ratio':>6}")
     for n in (int(x) for x in args.hosts.split(",")):
         raws, labs = [], []
         for _ in range(args.rounds):
             raws.append(raw(n))
             labs.append(lab(n))
-        r, lb = statistics.median(raws), statistics.median(labs)
-        each = "raw " + ", ".join(f"{x:.2f}" for x in raws) + "; lab " \
-            + ", ".join(f"{x:.2f}" for x in labs)
-        print(f"{n:>5} {r:>8.2f} {lb:>8.2f} {lb / r:>8.2f}   ({each})", flush=True)
+
+        def med(rounds: list[tuple[float, float]], i: int | None) -> float:
+            return statistics.median(sum(r) if i is None else r[i] for r in rounds)
+
+        r, lb = med(raws, None), med(labs, None)
+        ru, lu, rd, ld = med(raws, 0), med(labs, 0), med(raws, 1), med(labs, 1)
+        each = "raw " + ", ".join(f"{sum(x):.2f}" for x in raws) + "; lab " \
+            + ", ".join(f"{sum(x):.2f}" for x in labs)
+        print(f"{n:>5} {r:>7.2f} {lb:>7.2f} {lb / r:>7.2f}  {ru:>7.2f} {lu:>7.2f} {lu / ru:>6.2f}"
+              f"  {rd:>8.2f} {ld:>8.2f} {ld / rd:>6.2f}   ({each})", flush=True)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@ run starts keeps it open. The run writes lines to it:
     netns PID START   a lab host's shell: hold its network namespace open, so the lab's
                       namespaces can still be found (and their ids are not reused) however
                       their processes die
+    release           the run has stopped the lab's processes and shells: stop whatever
+                      else still runs in the held namespaces, then let them go (the kernel
+                      removes a dead namespace's devices in one batch)
     done              the run finished its own teardown: exit
 
 End of file without `done` means the run died (SIGKILL included). The guardian then waits
@@ -36,6 +39,7 @@ from lblab.proc import ProcRecord, start_time, stop_all
 
 DONE = "done"
 NETNS = "netns"
+RELEASE = "release"
 EXIT_WAIT_S = 5.0
 
 
@@ -87,6 +91,12 @@ class Guardian:
     def watch_netns(self, pid: int, start: int) -> None:
         """Have the guardian hold the network namespace of process `pid` (a host's shell)."""
         self._send(f"{NETNS} {pid} {start}")
+
+    def release_namespaces(self) -> None:
+        """The run has stopped every process of the lab it knows of: the guardian stops any
+        other process still in the lab's namespaces and stops holding them. (If the run dies
+        after this, the guardian holds again what is left: see `tear_down`.)"""
+        self._send(RELEASE)
 
     def finish(self, *, done: bool) -> None:
         """Close the pipe. done=True: the run removed the lab itself, the guardian exits (and
@@ -176,6 +186,12 @@ def listen(fd: int, namespaces: Namespaces) -> bool:
             words = line.decode(errors="replace").split()
             if words == [DONE]:
                 return True
+            if words == [RELEASE]:
+                strays = namespaces.processes()
+                for p in strays:
+                    log(f"stopping process {p.pid} ({p.name}), left in a lab namespace")
+                stop_all(strays)
+                namespaces.release()
             if len(words) == 3 and words[0] == NETNS:
                 why_not = namespaces.hold(int(words[1]), int(words[2]))
                 if why_not:

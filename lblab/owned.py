@@ -205,8 +205,6 @@ def ovs_bridges() -> set[str]:
 def remove(owned: Owned, keep: tuple[ProcRecord, ...] = ()) -> list[str]:
     """Remove everything `owned` lists (but the processes in `keep`: the guardian, while the
     run or the guardian itself removes the lab). Returns the problems (empty when all went)."""
-    from pyroute2 import IPRoute
-
     problems: list[str] = []
     survivors = stop_all([p for p in reversed(owned.processes) if p not in keep])
     problems += [f"process {p.pid} ({p.name}) survived SIGKILL" for p in survivors]
@@ -222,17 +220,41 @@ def remove(owned: Owned, keep: tuple[ProcRecord, ...] = ()) -> list[str]:
         if problem:
             problems.append(problem)
 
-    present = ovs_bridges() if owned.bridges else set()
-    for br in owned.bridges:
-        if br in present:
-            res = subprocess.run(["ovs-vsctl", "--timeout=10", "--if-exists", "del-br", br],
-                                 capture_output=True, text=True, check=False)
-            if res.returncode != 0:
-                problems.append(f"ovs-vsctl del-br {br}: {res.stderr.strip()}")
+    problems += remove_bridges(owned.bridges)
+    problems += remove_links(owned.links)
 
+    shutil.rmtree(owned.run_dir, ignore_errors=True)
+    if not problems:
+        owned.path.unlink(missing_ok=True)
+    return problems
+
+
+def remove_bridges(names: list[str]) -> list[str]:
+    """Delete the OVS bridges `names` that exist, in one ovs-vsctl transaction (one wait for
+    ovs-vswitchd, not one per bridge). Returns the problems."""
+    present = ovs_bridges() if names else set()
+    gone = [b for b in names if b in present]
+    if not gone:
+        return []
+    argv = ["ovs-vsctl", "--timeout=10"]
+    for br in gone:
+        argv += ["--", "--if-exists", "del-br", br]
+    res = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return [] if res.returncode == 0 else [f"ovs-vsctl del-br {' '.join(gone)}: "
+                                           f"{res.stderr.strip()}"]
+
+
+def remove_links(names: list[str]) -> list[str]:
+    """Delete the links `names` of this namespace that exist, over one netlink socket (a veth
+    goes with its peer). Returns the problems."""
+    from pyroute2 import IPRoute
+
+    problems: list[str] = []
+    if not names:
+        return problems
     with IPRoute() as ipr:
-        present = _link_indexes(ipr) if owned.links else {}
-        for name in owned.links:
+        present = _link_indexes(ipr)
+        for name in names:
             idx = present.get(name)
             if idx is not None:
                 try:
@@ -240,10 +262,6 @@ def remove(owned: Owned, keep: tuple[ProcRecord, ...] = ()) -> list[str]:
                 except Exception as exc:  # noqa: BLE001 - report, keep cleaning
                     if ipr.link_lookup(ifname=name):
                         problems.append(f"link {name}: {exc}")
-
-    shutil.rmtree(owned.run_dir, ignore_errors=True)
-    if not problems:
-        owned.path.unlink(missing_ok=True)
     return problems
 
 
@@ -278,18 +296,24 @@ def remove_cgroup(path: Path, wait_s: float = 2.0) -> str | None:
 
 def leftovers(owned: Owned, keep: tuple[ProcRecord, ...] = ()) -> list[str]:
     """What of `owned` is still on the machine (for tests and for `lblab clean --check`)."""
-    from pyroute2 import IPRoute
-
     found = [f"process {p.pid} ({p.name})" for p in owned.processes
              if p not in keep and p.alive()]
     bridges = ovs_bridges() if owned.bridges else set()
     found += [f"bridge {b}" for b in owned.bridges if b in bridges]
     found += [f"cgroup {c}" for c in owned.cgroups if Path(c).is_dir()]
-    if owned.links:
-        with IPRoute() as ipr:
-            present = _link_indexes(ipr)
-        found += [f"link {n}" for n in owned.links if n in present]
+    present = present_links(set(owned.links))
+    found += [f"link {n}" for n in owned.links if n in present]
     return found
+
+
+def present_links(names: set[str]) -> set[str]:
+    """Which of `names` are links of this namespace now (one netlink dump)."""
+    from pyroute2 import IPRoute
+
+    if not names:
+        return set()
+    with IPRoute() as ipr:
+        return names & set(_link_indexes(ipr))
 
 
 def _link_indexes(ipr: object) -> dict[str, int]:

@@ -99,6 +99,19 @@ def test_a_second_lab_of_the_same_name_is_refused():
                 pass
 
 
+def test_teardown_stops_a_process_the_lab_did_not_start_and_leaves_no_link():
+    """A process started in a host behind the lab's back (its own session, so the shell's
+    hangup does not reach it) would keep the host's namespace, and the veth in it, alive: the
+    lab's teardown stops it, and every link it made is gone when the `with` ends."""
+    with Lab("itest-stray", TwoTierTopo(clients=1, lbs=1, backends=1)) as lab:
+        pid = int(lab.host("c1").cmd("setsid sleep 300 > /dev/null 2>&1 & echo $!").split()[-1])
+        stray = ProcRecord.of(pid, "sleep")
+        assert stray.alive()
+        links = list(lab.owned.links)
+    assert not stray.alive(), "the stray process outlived its lab"
+    assert owned.present_links(set(links)) == set()
+
+
 def test_sigterm_unwinds_the_lab_and_restores_sysctls(tmp_path):
     original = CONNTRACK_MAX.read_text()
     proc, _ = start_child(tmp_path, "itest-term")
