@@ -1,4 +1,4 @@
-"""Interface counters over netlink: one RTM_GETLINK dump, only the names and stats decoded."""
+"""Interface counters over netlink (pyroute2): one RTM_GETLINK dump for every name asked."""
 
 from __future__ import annotations
 
