@@ -36,6 +36,8 @@ import h2.connection
 import h2.events
 import h11
 
+from lblab.errors import LabError
+from lblab.ready import wait_until
 from lblab.results import atomic_write
 
 FIELDS = ["round", "stream", "t_s", "completion_ms", "conn_bytes", "body_bytes", "status"]
@@ -74,11 +76,11 @@ class StreamsFailed(Exception):
     pass
 
 def _wait_file(path: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not Path(path).exists():
-        if time.monotonic() > deadline:
-            raise StreamsFailed(f"{path} did not appear within {timeout:g} s")
-        time.sleep(0.002)
+    """The driver's go signal: polled finely, because every client starts its rounds on it."""
+    try:
+        wait_until(Path(path).exists, timeout=timeout, what=str(path), interval=0.002)
+    except LabError as exc:
+        raise StreamsFailed(str(exc)) from None
 
 class H2Streams:
     """One HTTP/2 connection; a round is S concurrent streams on it."""
