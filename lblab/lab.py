@@ -292,6 +292,25 @@ class Lab:
                                     "max_backoff=1000"], check=True, capture_output=True)
             self.wait_connected()
 
+    def _wait_namespaces_gone(self, links: set[str], stall_s: float = 1.0,
+                              timeout: float = 30.0) -> None:
+        """Wait while the dead namespaces' links keep vanishing; stop once none has vanished
+        for `stall_s`. A namespace with no process left can still be pinned by its orphaned
+        TCP sockets (a server killed with connections open, retransmitting its FIN to a
+        peer that is gone) for as long as the kernel retries them; its links are then
+        deleted one by one, and the namespace goes when its last socket does."""
+        progress = {"left": owned_mod.present_links(links), "at": time.monotonic()}
+
+        def settled() -> bool:
+            left = owned_mod.present_links(progress["left"])
+            if len(left) < len(progress["left"]):
+                progress.update(left=left, at=time.monotonic())
+            return not left or time.monotonic() - progress["at"] > stall_s
+
+        with contextlib.suppress(LabError):  # what is left is deleted one by one
+            wait_until(settled, timeout=timeout, interval=0.01,
+                       what="the lab's namespaces to take their links")
+
     def _offloads_off(self, timeout: float = 30.0) -> None:
         """Offloads off on every host interface (the userspace datapath cannot carry TCP
         otherwise). Each host's own shell runs its ethtools, every host's command is sent
@@ -340,10 +359,10 @@ class Lab:
 
         So: the lab's processes stop (what runs in a namespace keeps it alive), then the host
         shells; the guardian stops any stray left in the namespaces and lets them go; the lab
-        waits (bounded) until the links' root-namespace ends are gone, removes its bridges in
-        one OVS transaction and whatever links remain over netlink. Mininet's own stop is left
-        with the switches' shells. Nothing is raised here: `_release` checks for leftovers
-        and removes them."""
+        waits while the links' root-namespace ends vanish (`_wait_namespaces_gone`), removes
+        its bridges in one OVS transaction and whatever links remain over netlink. Mininet's
+        own stop is left with the switches' shells. Nothing is raised here: `_release`
+        checks for leftovers and removes them."""
         if self.net is None:
             return
         assert self.owned is not None
@@ -362,10 +381,7 @@ class Lab:
             host.terminate()
         if guardian is not None:
             guardian.release_namespaces()
-            waiting = with_namespace & set(self.owned.links)
-            with contextlib.suppress(LabError):  # then they are deleted one by one below
-                wait_until(lambda: not owned_mod.present_links(waiting), timeout=10,
-                           what="the lab's namespaces to take their links", interval=0.01)
+            self._wait_namespaces_gone(with_namespace & set(self.owned.links))
         owned_mod.remove_bridges(self.owned.bridges)
         owned_mod.remove_links(self.owned.links)
         self.net.links = []
