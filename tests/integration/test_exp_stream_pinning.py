@@ -15,7 +15,11 @@ def test_stream_pinning_quick(tmp_path):
     v, share = result["variants"], result["analysis"]["new_share"]
     # pinned vs unary: a second after the scale-out, calls are balanced and streams are not
     assert v["unary"]["share_first_s"] > v["pinned"]["share_1s"] + 0.15
-    assert v["pinned"]["share_end"] < share
+    # ... and with lifetimes the new backends' share of streams grows as streams end (from
+    # ~0.09 to ~0.37 of 0.4 in the quick run: about 4 standard errors of 60 streams apart).
+    # Not "still under the balanced share at the end": by then it is half a standard error
+    # away, which a run misses about a third of the time.
+    assert v["pinned"]["share_1s"] < v["pinned"]["share_end"]
     # max age balances; without jitter the reconnects come all at once
     assert v["max-age"]["share_balanced"] == pytest.approx(share, abs=0.2)
     assert v["max-age-no-jitter"]["peak"] > 2 * v["max-age"]["peak"]
