@@ -71,7 +71,10 @@ def test_settled_waits_for_every_connection_and_every_replacement(tmp_path):
                     and mark <= r["t"] <= settled]
         assert answered, f"connection {c} settled without an answer after the mark"
         if c in broken:
-            assert all(r["generation"] == 1 for r in answered)
+            # settled on the replacement; an answer of the old connection may still land
+            # after the mark (sent before it, read after it: seen under load in CI)
+            assert any(r["generation"] == 1 for r in answered), \
+                f"broken connection {c} settled without its replacement answering"
 
 
 def test_without_a_mark_nothing_settles(tmp_path):
