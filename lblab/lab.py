@@ -369,10 +369,9 @@ class Lab:
         guardian = self._guardian
         for controller in self.net.controllers:
             controller.stop()
-        shells = {f"mininet:{node.name}" for node in self.net.hosts + self.net.switches
-                  + self.net.controllers}
-        stop_all([p for p in reversed(self.owned.processes)
-                  if p.name not in shells and (guardian is None or p != guardian.record)])
+        stop_all([p for p in reversed(self.owned.processes)  # the node shells stop below
+                  if p.pid not in self._node_pids
+                  and (guardian is None or p != guardian.record)])
         with_namespace = {intf.name for link in self.net.links
                           for intf in (link.intf1, link.intf2)
                           if not intf.node.inNamespace
