@@ -46,25 +46,34 @@ def on_clock(rows: list[dict], origin: float) -> list[dict]:
 def analyse_change(rows: list[dict], timeline: dict, what: str, lbs: int) -> dict:
     """What one change did to the connections alive when it fired.
 
-    The change's time is when the timeline event really fired. Alive: a connection whose
-    first generation answered before the change and had not failed. Broken: an alive
-    connection whose first generation then failed. A survivor moved: alive, not broken, and
-    answered after the change by another node than before it; unprobed: alive, not broken,
-    never answered after.
+    The change's time is when the timeline event really fired. A connection's studied
+    generation is the one that was up at t = 0, the instant every connection had answered
+    once (the last to answer at or before it; generation 0 if none did): a connect that
+    failed while the connections were still opening (a SYN lost, retried by the prober)
+    happened before the measurement began and is counted apart, as `failed_while_opening`.
+    Alive: a connection whose studied generation answered before the change and had not
+    failed. Broken: an alive connection whose studied generation then failed. A survivor
+    moved: alive, not broken, and answered after the change by another node than before it;
+    unprobed: alive, not broken, never answered after.
     """
     origin, t_change = timeline.get("origin_wall"), event_time(timeline, what)
     if origin is None or t_change is None:
         return {"t_change_s": None, "connections": 0, "alive": 0, "broken": 0,
                 "broken_fraction": None, "survivors_moved": 0, "unprobed_after_change": 0,
-                "reconnected": 0, "failed_before_change": 0, "share_before": {},
-                "share_after": {}}
+                "reconnected": 0, "failed_before_change": 0, "failed_while_opening": 0,
+                "share_before": {}, "share_after": {}}
     rows = on_clock(rows, origin)
-    first = [r for r in M.window(rows, -math.inf, t_change, key="t") if r["generation"] == 0]
+    studied = {r["conn"]: r["generation"] for r in rows if r["t"] <= 0 and r["outcome"] == "ok"}
+
+    def of_studied(r: dict) -> bool:
+        return r["generation"] == studied.get(r["conn"], 0)
+
+    before_rows = M.window(rows, -math.inf, t_change, key="t")
+    first = [r for r in before_rows if of_studied(r)]
     after_rows = M.window(rows, t_change, math.inf, key="t")
     failed_before = {r["conn"] for r in first if r["outcome"] != "ok"}
     alive = {r["conn"] for r in first if r["outcome"] == "ok"} - failed_before
-    broken = {r["conn"] for r in after_rows
-              if r["generation"] == 0 and r["outcome"] != "ok"} & alive
+    broken = {r["conn"] for r in after_rows if of_studied(r) and r["outcome"] != "ok"} & alive
     before = {r["conn"]: node_of(r["peer"], lbs) for r in first if r["conn"] in alive}
     after = {r["conn"]: node_of(r["peer"], lbs) for r in after_rows
              if r["outcome"] == "ok" and r["conn"] in alive}
@@ -78,6 +87,8 @@ def analyse_change(rows: list[dict], timeline: dict, what: str, lbs: int) -> dic
         "unprobed_after_change": sum(1 for c in survivors if c not in after),
         "reconnected": sum(1 for c in broken if c in after),
         "failed_before_change": sum(1 for r in first if r["outcome"] != "ok"),
+        "failed_while_opening": sum(1 for r in before_rows
+                                    if not of_studied(r) and r["outcome"] != "ok"),
         "share_before": node_shares(before), "share_after": node_shares(after),
     }
 

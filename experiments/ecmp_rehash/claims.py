@@ -56,6 +56,12 @@ def notes(p: Params, a: Analysis) -> list[str]:
                    f"predicted: add {got['add']}, remove {got['remove']}.")
     unprobed = {k: m["unprobed_after_change"] for k, m in v.items()
                 if m.get("unprobed_after_change")}
+    opening = {k: m["failed_while_opening"] for k, m in v.items()
+               if m.get("failed_while_opening")}
+    if opening:
+        out.append("connects that failed while the connections were opening, before t = 0 "
+                   "(each retried; the generation up at t = 0 is the one measured): "
+                   f"{opening}")
     if unprobed:
         out.append("connections alive at the change but never answered after it (their fate "
                    f"is unknown, so those broken fractions are low bounds): {unprobed}")

@@ -132,6 +132,21 @@ def test_records_are_put_on_the_variant_clock_from_the_timeline_origin():
     assert m["alive"] == 0 and m["broken"] == 0 and m["failed_before_change"] == 1
 
 
+def test_a_connect_that_failed_while_opening_is_not_a_failure_before_the_change():
+    rows = [
+        row(0, 0, -0.3, "connect_failed", None),                     # SYN lost while opening
+        row(0, 1, -0.1, "ok", 1), row(0, 1, 0.6, "reset", None),     # up at t = 0, broken
+        row(1, 0, -0.2, "ok", 2), row(1, 0, 0.3, "timeout", None),   # up at t = 0, then failed
+        row(1, 1, 0.4, "ok", 2),
+    ]
+    m = analyse_change(rows, timeline("add lb4", fired=0.5, done=0.51), "add lb4", lbs=3)
+    assert (m["alive"], m["broken"], m["failed_before_change"]) == (1, 1, 1)
+    assert m["failed_while_opening"] == 1
+    a = EXPERIMENT.analyse(P, raw(names=["hrw-add"]))
+    a.variants["hrw-add"]["failed_while_opening"] = 1
+    assert any("while the connections were opening" in n for n in EXPERIMENT.notes(P, a))
+
+
 def test_a_timeline_that_never_started_measures_nothing():
     m = analyse_change([row(0, 0, 0.1, "ok", 1)], timeline("add lb4", origin=None), "add lb4",
                        lbs=3)

@@ -46,9 +46,17 @@ RUN = textwrap.dedent("""
     if mode == "abandon":  # teardown failed: the guardian takes over once the run exits
         guardian.finish(done=False)
         fds = f"/proc/{guardian.record.pid}/fd"
-        wait_until(lambda: any(os.readlink(f"{fds}/{fd}") == "anon_inode:[pidfd]"
-                               for fd in os.listdir(fds)), timeout=10,
-                   what="the guardian to wait for this run's exit")
+
+        def waits_on_a_pidfd():
+            for fd in os.listdir(fds):
+                try:  # an fd listed a moment ago may be closed by now
+                    if os.readlink(f"{fds}/{fd}") == "anon_inode:[pidfd]":
+                        return True
+                except FileNotFoundError:
+                    pass
+            return False
+
+        wait_until(waits_on_a_pidfd, timeout=10, what="the guardian to wait for this run's exit")
         assert state.path.exists() and sysctl.read_text() == "256"
         ready.write_text(f"{state.processes[-1].pid} {state.processes[-1].start}")
         sys.exit(0)
