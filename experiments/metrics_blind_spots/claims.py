@@ -246,9 +246,14 @@ def co_claims(p: Params, m: dict) -> list[C.Claim]:
     # records: N normal + v / e per stalled connection (spaced e, C of them: R_w a second
     # of stall) + at most one per normal request slower than e (while those stay < 2e).
     # The low end takes the planned stall S, the high end what the stalled requests took.
+    # A stall of v leaves the chain v, v - e, v - 2e, ...: floor((v - L) / e) + 1 records
+    # at or above L, up to one more per connection than (v - L) / e, so the p99 can sit up
+    # to one spacing e above the continuous value (and, with the floor, one below). The C
+    # chains interleave only if the stalled requests' phases spread evenly over e, which C
+    # (4) random phases need not do: the slack is e, not e / C.
     high = model.open_quantile(0.99, v, T_w + v, base)
     low = model.open_quantile(0.99, S, 2 * T_w + S, base)
-    slack = e / p.connections + HDR_REL * v
+    slack = e + HDR_REL * v
     out.append(C.between(c5, s5, round((low - slack) * 1000, 1),
                          round((high + slack) * 1000, 1), m.get("corrected_p99_ms"),
                          note=f"expected interval e = C x duration / N = "
@@ -257,8 +262,8 @@ def co_claims(p: Params, m: dict) -> list[C.Claim]:
                               f"{m.get('corrected_count')} records for {m.get('wrk_requests')} "
                               "requests. p99 = v - 0.01 (T + v) if the correction only fills "
                               "the stall, S - 0.01 (2T + S) if it also adds one record for "
-                              "every normal request slower than e; slack: one record's "
-                              "spacing (e / C) + HDR resolution"))
+                              "every normal request slower than e; slack: one step e of "
+                              "a stall's chain of records + HDR resolution"))
     return out
 
 

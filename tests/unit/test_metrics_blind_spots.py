@@ -270,12 +270,14 @@ def test_bound_claim_fails_when_the_draws_stray():
     assert not got["bound-sample-size"].holds
 
 
-def co_raw(p: Params = P, *, stall=True, wrk_corrects=False, jitter=0.0) -> Raw:
+def co_raw(p: Params = P, *, stall=True, wrk_corrects=False, jitter=0.0,
+           spread_s=0.001) -> Raw:
+    """wrk's C connections start `spread_s` apart; the open-loop client runs at R."""
     base, S = p.service_ms + 0.8, p.stall_s
     at = p.stall_at
     wrk = []
     for thread in range(p.connections):
-        t = thread * 0.001
+        t = thread * spread_s
         while t < p.end:
             lat = base + (jitter if len(wrk) % 2 else -jitter)
             if stall and at <= t < at + base / 1000 + 0.0001 * thread:
@@ -320,6 +322,19 @@ def test_corrected_p99_holds_when_the_correction_also_invents_records_for_jitter
     assert jittery["corrected_count"] > clean["corrected_count"] + 0.3 * jittery["wrk_requests"]
     assert jittery["corrected_p99_ms"] < clean["corrected_p99_ms"]
     assert by_id(P, co_raw(jitter=2.0))["corrected-p99"].holds
+
+
+def test_corrected_p99_holds_when_the_stalled_chains_are_aligned():
+    # wrk's C stalled requests all sent at one instant: the correction's records clump C at a
+    # time every e, so p99 steps by e, not e / C, and here sits more than e / C above the
+    # continuous value v - 0.01 (T + v) (the quick runs of 2026-11 measured up to 6.5 ms)
+    p = dataclasses.replace(P, service_ms=10.3)
+    raw = co_raw(p, spread_s=0.0)
+    m = analysis.analyse(p, raw).variants["coordinated-omission"]
+    e, v = m["corrected_interval_ms"], m["closed_max_ms"]
+    continuous = v - 0.01 * (m["wrk_duration_s"] * 1000 + v)
+    assert m["corrected_p99_ms"] - continuous > e / p.connections + claims.HDR_REL * v
+    assert by_id(p, raw)["corrected-p99"].holds
 
 
 def test_co_claims_fail_without_a_stall():
