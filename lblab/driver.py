@@ -4,7 +4,8 @@ An experiment declares *what* it measures; the driver owns *how a run goes*:
 
     class MyExperiment(Experiment):
         name, title, summary, needs, Params          what it is, its typed parameters
-        quick(self)                                   small parameters (under a minute)
+        quick(self)                                   small parameters (under a minute); often
+                                                      quick = staticmethod(params.quick)
         variants(self, p) -> [VariantPlan]            names, declared seconds, which lab
         lab(self, p, key) -> LabPlan                  topology, controller, roles
         setup(self, lab, p, rep) -> env               once per lab: backends, LB nodes

@@ -70,8 +70,7 @@ class Dsr(Experiment):
     needs = ("root", "ovs_running", "nft", "htb", "iperf3")
     Params = Params
 
-    def quick(self) -> Params:
-        return quick_params()
+    quick = staticmethod(quick_params)
 
     def variants(self, p: Params) -> list[VariantPlan]:
         # NAT's downloads may run to the timeout after the offered load ends.

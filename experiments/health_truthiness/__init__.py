@@ -111,8 +111,7 @@ class HealthTruthiness(Experiment):
     Params = Params
     bring_up_s = 12.0
 
-    def quick(self) -> Params:
-        return quick()
+    quick = staticmethod(quick)
 
     def variants(self, p: Params) -> list[VariantPlan]:
         return [VariantPlan(f, p.end(f) + 2, setting=f) for f in p.faults]

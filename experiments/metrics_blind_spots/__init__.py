@@ -84,8 +84,7 @@ class MetricsBlindSpots(Experiment):
     Params = Params
     bring_up_s = 8.0
 
-    def quick(self) -> Params:
-        return quick()
+    quick = staticmethod(quick)
 
     def variants(self, p: Params) -> list[VariantPlan]:
         return [VariantPlan(name, p.end + 2) for name in p.variants]
