@@ -215,20 +215,28 @@ async def serve_apps(data_app: web.Application, ip: str, port: int,
     data = web.AppRunner(data_app, access_log=None)
     await data.setup()
     await web.TCPSite(data, ip, port, backlog=1024).start()
-    if control_socket:
-        control = web.AppRunner(control_app, access_log=None)
-        await control.setup()
-        await web.UnixSite(control, control_socket).start()
-        os.chmod(control_socket, 0o600)
+    await serve_control(control_app, control_socket)
     await asyncio.Event().wait()
 
 
-def run_config(argv: list[str], config: type, serve_fn) -> None:
-    """`python -m MODULE CONFIG.json`: build `config` from the JSON file, run serve_fn."""
+async def serve_control(control_app: web.Application, control_socket: str) -> None:
+    """Start a workload's control plane on a unix socket only root can reach (mode 0600);
+    nothing when the path is empty."""
+    if not control_socket:
+        return
+    control = web.AppRunner(control_app, access_log=None)
+    await control.setup()
+    await web.UnixSite(control, control_socket).start()
+    os.chmod(control_socket, 0o600)
+
+
+def run_config(argv: list[str], config: type, serve_fn, loop=run_loop) -> None:
+    """`python -m MODULE CONFIG.json`: build `config` from the JSON file, run serve_fn on
+    `loop` (uvloop by default)."""
     with open(argv[1]) as f:
         cfg = config(**json.load(f))
     try:
-        run_loop(serve_fn(cfg))
+        loop(serve_fn(cfg))
     except KeyboardInterrupt:
         pass
 

@@ -35,6 +35,8 @@ import grpc
 import websockets
 from aiohttp import web
 
+from lblab.workloads.backend import run_config, serve_control
+
 SERVICE = "lblab.Streams"
 WATCH = f"/{SERVICE}/Watch"
 CALL = f"/{SERVICE}/Call"
@@ -187,22 +189,10 @@ async def serve(cfg: BackendConfig) -> None:
     backend = StreamBackend(cfg)
     await backend.start_grpc()
     async with websockets.serve(backend.ws, cfg.ip, cfg.ws_port, ping_interval=None):
-        if cfg.control_socket:
-            control = web.AppRunner(backend.control_app(), access_log=None)
-            await control.setup()
-            await web.UnixSite(control, cfg.control_socket).start()
-            os.chmod(cfg.control_socket, 0o600)
+        await serve_control(backend.control_app(), cfg.control_socket)
         await asyncio.Event().wait()
 
 
-def main(argv: list[str]) -> None:
-    with open(argv[1]) as f:
-        cfg = BackendConfig(**json.load(f))
-    try:
-        asyncio.run(serve(cfg))  # grpc.aio wants asyncio's own loop, not uvloop
-    except KeyboardInterrupt:
-        pass
-
-
 if __name__ == "__main__":
-    main(sys.argv)
+    # grpc.aio wants asyncio's own loop, not uvloop
+    run_config(sys.argv, BackendConfig, serve, loop=asyncio.run)
