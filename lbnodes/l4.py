@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lblab.errors import UsageError
+from lbnodes import conntrack_view
 from lbnodes.common import TEMPLATES, Backend, hold_vip_quietly
 
 __all__ = ["Backend", "L4Config", "L4Node", "render", "conntrack_object_size",
@@ -197,7 +198,16 @@ class L4Node:
                 found.append((saddr, int(sport), daddr, int(dport)))
         return found
 
+    def _ct_view_pid(self) -> int | None:
+        """The node's shell, whose /proc/PID/net is the node's namespace, if the kernel has
+        the conntrack proc views (lbnodes/conntrack_view.py); else None."""
+        pid = self.lab.host(self.cfg.name).pid
+        return pid if conntrack_view.available(pid) else None
+
     def conntrack_count(self) -> int:
+        pid = self._ct_view_pid()
+        if pid is not None:
+            return conntrack_view.entry_count(pid)
         return int(self.lab.run(self.cfg.name, ["cat", CT_SYSCTL.format("count")]).strip())
 
     def conntrack_stats(self) -> dict[str, int]:
@@ -210,7 +220,15 @@ class L4Node:
         return totals
 
     def conntrack_states(self) -> dict[str, int]:
-        """Entries per TCP state (ESTABLISHED, TIME_WAIT, ...) from `conntrack -L`."""
+        """Entries per TCP state (ESTABLISHED, TIME_WAIT, ...), from the kernel's view of the
+        node's table, or `conntrack -L` where the kernel has none."""
+        pid = self._ct_view_pid()
+        if pid is not None:
+            return conntrack_view.tcp_states(pid)
+        return self.conntrack_states_by_tool()
+
+    def conntrack_states_by_tool(self) -> dict[str, int]:
+        """Entries per TCP state from `conntrack -L -p tcp` in the node."""
         states: dict[str, int] = {}
         out = self.lab.run(self.cfg.name, ["conntrack", "-L", "-p", "tcp"], check=False)
         for line in out.splitlines():

@@ -12,6 +12,7 @@ import pytest
 from lblab.ready import wait_until
 from lblab.workloads.client import ClientConfig
 from lblab.workloads.handles import run_client
+from lbnodes import conntrack_view
 from lbnodes.smoke import smoke_lab
 
 pytestmark = pytest.mark.integration
@@ -45,6 +46,17 @@ def test_l4_node_counts_each_connection_once_and_tracks_it(smoke, tmp_path):
     assert smoke.l4.counters()["dispatched"]["packets"] - before == summary["requests"]
     assert smoke.l4.conntrack_count() >= summary["requests"]
     assert smoke.l4.counters()["invalid"]["packets"] == 0
+
+
+def test_the_kernels_view_of_the_l4_nodes_table_agrees_with_the_conntrack_tool(smoke, tmp_path):
+    pid = smoke.lab.host("l4").pid
+    if not conntrack_view.available(pid):
+        pytest.skip("this kernel has no conntrack proc views (CONFIG_NF_CONNTRACK_PROCFS)")
+    _, summary = load(smoke, smoke.l4_url, tmp_path, "l4", n=45)
+    view, tool = smoke.l4.conntrack_states(), smoke.l4.conntrack_states_by_tool()
+    assert view == tool and sum(view.values()) >= summary["requests"]
+    count = int(smoke.lab.run("l4", ["cat", "/proc/sys/net/netfilter/nf_conntrack_count"]))
+    assert smoke.l4.conntrack_count() == count
 
 
 def test_haproxy_runtime_api_takes_a_server_out(smoke, tmp_path):
