@@ -24,8 +24,6 @@ Connection age, the mitigation the experiment measures:
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import random
 import sys
 import time
