@@ -9,6 +9,9 @@ Configuration: the JSON file named by $LBLAB_CONTROLLER_CONFIG (written by lblab
 The control API listens on 127.0.0.1 only; "dpid" in a body picks the fabric (default: the
 first one):
   GET  /state                      datapaths, fabrics, learned MACs
+  GET  /ready                      the connected datapaths, once each has answered a barrier
+                                   sent after its fabric (so the table-miss and VIP flows
+                                   are in effect): the lab's readiness check
   POST /fabric/policy              {"policy": ..., "fields": ...}
   POST /fabric/nodes/add|remove    {"name": ...}      (remove keeps the node running)
   POST /fabric/nodes/weight        {"name": ..., "weight": N}   (0 drains new flows)
@@ -90,6 +93,7 @@ class FabricApp(app_manager.OSKenApp):
         if port:
             routes = {
                 ("GET", "/state"): self.api_state,
+                ("GET", "/ready"): self.api_ready,
                 ("POST", "/fabric/policy"): self.api_policy,
                 ("POST", "/fabric/nodes/add"): lambda b: self.api_node(b, active=True),
                 ("POST", "/fabric/nodes/remove"): lambda b: self.api_node(b, active=False),
@@ -280,6 +284,16 @@ class FabricApp(app_manager.OSKenApp):
         return {"datapaths": sorted(self.datapaths), "macs": self.macs.to_json(),
                 "fabric": self.fabric.to_json() if self.fabric else None,
                 "fabrics": [f.to_json() for f in self.fabrics.values()]}
+
+    def api_ready(self, _body: dict) -> dict:
+        """Every connected switch programmed and its flows in effect: a fabric switch's
+        difference is sent (waiting for a sender busy since its features reply), then each
+        switch answers a barrier."""
+        for dpid, dp in sorted(self.datapaths.items()):
+            if dpid in self.fabrics:
+                self._sync(dpid, wait=True)
+            self._request(dp, dp.ofproto_parser.OFPBarrierRequest(dp))
+        return {"datapaths": sorted(self.datapaths)}
 
     def api_policy(self, body: dict) -> dict:
         return self._apply(body, lambda f: replace(f, policy=body.get("policy", f.policy),

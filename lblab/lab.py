@@ -225,10 +225,18 @@ class Lab:
         stop_all([self._controller])
 
     def wait_connected(self) -> None:
+        """Until the controller says every switch is connected and programmed (its /ready:
+        a barrier answered by each). Asked of the controller, not of OVSDB: ovs-vswitchd
+        writes a controller's `is_connected` lazily, 4-5 s after the connection here."""
         assert self.controller_spec is not None
-        wait_until(lambda: all(sw.connected() for sw in self.net.switches),
+        wanted = {int(sw.dpid, 16) for sw in self.net.switches}
+        wait_until(lambda: wanted <= set(self.controller_api_call("GET", "/state")["datapaths"]),
                    timeout=self.controller_spec.ready_timeout,
                    what="every switch to connect to the controller")
+        ready = set(self.controller_api_call("GET", "/ready")["datapaths"])
+        if not wanted <= ready:
+            raise LabError(f"switches {sorted(wanted - ready)} left the controller while "
+                           "it programmed them")
 
     @property
     def controller_errors(self) -> str:
