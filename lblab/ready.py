@@ -56,3 +56,15 @@ def tcp_answers(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def unix_answers(path: str | object, timeout: float = 0.5) -> bool:
+    """Something listens on the unix socket `path`. Its file is not enough: a server binds
+    (the file appears) before it listens, and a connect in between is refused."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.connect(str(path))
+            return True
+        except OSError:
+            return False

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lblab.errors import LabError
-from lblab.ready import wait_until
+from lblab.ready import unix_answers, wait_until
 from lbnodes.l7 import RuntimeAPI
 
 from . import pki
@@ -54,7 +54,8 @@ class Sidecar:
                               name=f"sidecar-{self.node}")
         self.lab.on_teardown(lambda: self.sock.unlink(missing_ok=True))
         self.lab.wait_listening(self.node, TLS_PORT, proc=proc)
-        wait_until(self.sock.exists, timeout=10, what=f"{self.sock} to appear")
+        wait_until(lambda: unix_answers(self.sock), timeout=10,
+                   what=f"{self.sock} to answer")
         return self
 
     def rotate(self, leaf: pki.Leaf) -> None:
