@@ -215,19 +215,23 @@ async def serve_apps(data_app: web.Application, ip: str, port: int,
     data = web.AppRunner(data_app, access_log=None)
     await data.setup()
     await web.TCPSite(data, ip, port, backlog=1024).start()
-    await serve_control(control_app, control_socket)
+    control = await serve_control(control_app, control_socket)
     await asyncio.Event().wait()
+    del data, control
 
 
-async def serve_control(control_app: web.Application, control_socket: str) -> None:
+async def serve_control(control_app: web.Application, control_socket: str
+                        ) -> web.AppRunner | None:
     """Start a workload's control plane on a unix socket only root can reach (mode 0600);
-    nothing when the path is empty."""
+    nothing when the path is empty. The caller keeps the runner it returns for as long as
+    it serves: a runner nothing refers to is collected, and its socket closed with it."""
     if not control_socket:
-        return
+        return None
     control = web.AppRunner(control_app, access_log=None)
     await control.setup()
     await web.UnixSite(control, control_socket).start()
     os.chmod(control_socket, 0o600)
+    return control
 
 
 def run_config(argv: list[str], config: type, serve_fn, loop=run_loop) -> None:

@@ -187,8 +187,9 @@ async def serve(cfg: BackendConfig) -> None:
     backend = StreamBackend(cfg)
     await backend.start_grpc()
     async with websockets.serve(backend.ws, cfg.ip, cfg.ws_port, ping_interval=None):
-        await serve_control(backend.control_app(), cfg.control_socket)
+        control = await serve_control(backend.control_app(), cfg.control_socket)
         await asyncio.Event().wait()
+        del control
 
 
 if __name__ == "__main__":
