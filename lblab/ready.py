@@ -68,3 +68,8 @@ def unix_answers(path: str | object, timeout: float = 0.5) -> bool:
             return True
         except OSError:
             return False
+
+
+def wait_answering(path: str | object, timeout: float = 10.0) -> None:
+    """Wait until the unix socket `path` answers (see unix_answers)."""
+    wait_until(lambda: unix_answers(path), timeout=timeout, what=f"{path} to answer")

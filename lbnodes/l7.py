@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lblab.errors import LabError, UsageError
-from lblab.ready import unix_answers, wait_until
+from lblab.ready import wait_answering, wait_until
 from lbnodes.common import TEMPLATES, Backend
 
 BALANCES = ("roundrobin", "static-rr", "leastconn", "first", "source", "random", "random(2)",
@@ -325,8 +325,7 @@ class L7Node:
         self.lab.on_teardown(lambda: self.socket.unlink(missing_ok=True))
         for port in self.listen_ports():
             self.lab.wait_listening(self.cfg.name, port, proc=self.proc, timeout=timeout)
-        wait_until(lambda: unix_answers(self.socket), timeout=timeout,
-                   what=f"{self.socket} to answer")
+        wait_answering(self.socket, timeout)
         return self
 
     def stop(self) -> None:

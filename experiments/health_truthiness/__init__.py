@@ -33,7 +33,7 @@ from pathlib import Path
 
 from lblab.driver import Experiment, LabPlan, Repetition, VariantPlan, VariantRun
 from lblab.lab import Lab
-from lblab.ready import unix_answers, wait_until
+from lblab.ready import wait_answering, wait_until
 from lblab.workloads.client import ClientConfig
 from lblab.workloads.handles import BackendHandle
 from lblab.workloads.redis_store import REDIS_PORT, start_redis
@@ -96,8 +96,7 @@ def start_app(lab: Lab, node: str, cfg: AppConfig) -> BackendHandle:
                             str(cfg_path)], name=f"app-{node}")
     lab.wait_listening(node, cfg.port, proc=proc)
     lab.wait_listening(node, cfg.agent_port, proc=proc)
-    wait_until(lambda: unix_answers(cfg.control_socket), timeout=10,
-               what=f"{cfg.control_socket} to answer")
+    wait_answering(cfg.control_socket)
     return BackendHandle(lab, node, cfg, proc)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lblab.errors import LabError
-from lblab.ready import unix_answers, wait_until
+from lblab.ready import wait_answering
 from lbnodes.l7 import RuntimeAPI
 
 from . import pki
@@ -54,8 +54,7 @@ class Sidecar:
                               name=f"sidecar-{self.node}")
         self.lab.on_teardown(lambda: self.sock.unlink(missing_ok=True))
         self.lab.wait_listening(self.node, TLS_PORT, proc=proc)
-        wait_until(lambda: unix_answers(self.sock), timeout=10,
-                   what=f"{self.sock} to answer")
+        wait_answering(self.sock)
         return self
 
     def rotate(self, leaf: pki.Leaf) -> None:

@@ -215,9 +215,8 @@ async def serve_apps(data_app: web.Application, ip: str, port: int,
     data = web.AppRunner(data_app, access_log=None)
     await data.setup()
     await web.TCPSite(data, ip, port, backlog=1024).start()
-    control = await serve_control(control_app, control_socket)
-    await asyncio.Event().wait()
-    del data, control
+    control = await serve_control(control_app, control_socket)  # noqa: F841 - kept alive
+    await asyncio.Event().wait()  # the runners above live as long as this frame waits
 
 
 async def serve_control(control_app: web.Application, control_socket: str

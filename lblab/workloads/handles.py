@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lblab.errors import LabError
-from lblab.ready import unix_answers, wait_until
+from lblab.ready import wait_answering, wait_until
 from lblab.workloads.backend import BackendConfig
 from lblab.workloads.client import ClientConfig
 from lblab.workloads.conns import ConnsConfig
@@ -113,7 +113,7 @@ def start_backend(lab: Any, node: str, ip: str, **settings: Any) -> BackendHandl
     proc = lab.spawn(node, [sys.executable, "-m", "lblab.workloads.backend", str(cfg_path)],
                      name=f"backend-{node}")
     lab.wait_listening(node, cfg.port, proc=proc)
-    wait_until(lambda: unix_answers(sock), timeout=10, what=f"{sock} to answer")
+    wait_answering(sock)
     return BackendHandle(lab, node, cfg, proc)
 
 

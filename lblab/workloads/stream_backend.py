@@ -187,9 +187,8 @@ async def serve(cfg: BackendConfig) -> None:
     backend = StreamBackend(cfg)
     await backend.start_grpc()
     async with websockets.serve(backend.ws, cfg.ip, cfg.ws_port, ping_interval=None):
-        control = await serve_control(backend.control_app(), cfg.control_socket)
-        await asyncio.Event().wait()
-        del control
+        control = await serve_control(backend.control_app(), cfg.control_socket)  # noqa: F841
+        await asyncio.Event().wait()  # `control` lives as long as this frame waits
 
 
 if __name__ == "__main__":

@@ -285,7 +285,7 @@ class StreamBackendHandle:
 def start_stream_backend(lab: Any, node: str, ip: str, **settings: Any) -> StreamBackendHandle:
     """Start a stream backend in `node` on `ip` and wait until both its ports listen and
     its control socket answers."""
-    from lblab.ready import unix_answers, wait_until
+    from lblab.ready import wait_answering
     from lblab.workloads.stream_backend import BackendConfig
 
     sock = lab.file(f"{node}-streams.sock")
@@ -297,7 +297,7 @@ def start_stream_backend(lab: Any, node: str, ip: str, **settings: Any) -> Strea
                             str(cfg_path)], name=f"streams-backend-{node}")
     for port in (cfg.grpc_port, cfg.ws_port):
         lab.wait_listening(node, port, proc=proc)
-    wait_until(lambda: unix_answers(sock), timeout=10, what=f"{sock} to answer")
+    wait_answering(sock)
     return StreamBackendHandle(lab, node, cfg, proc)
 
 
